@@ -144,7 +144,7 @@ def run_cli(main):
     with one line on stderr and exit status 2. Set TINYRLHF_TRACEBACK=1 to see the traceback."""
     try:
         main()
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         if os.environ.get("TINYRLHF_TRACEBACK"):
             raise
         print(f"error: {e}", file=sys.stderr)

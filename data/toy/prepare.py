@@ -1,0 +1,109 @@
+"""
+Writes the toy assistant world's data files (seconds, no network):
+
+    python -m data.toy.prepare [--out_dir data/toy] [--seed 1337]
+
+    sft_train.jsonl, sft_val.jsonl      demonstrations {"prompt", "response", "kind", "flaw"}, flawed
+                                        at the exact rates of world.FLAWS ("flaw" is null when ideal)
+    prefs_train.jsonl, prefs_val.jsonl  {"prompt", "chosen", "rejected", "kind"}: an ideal and a flawed
+                                        response ranked by the gold judge, then PREF_LABEL_NOISE of
+                                        the pairs of each kind swapped
+    rl_prompts.jsonl                    {"prompt", "kind"}: every training prompt once
+    eval_prompts.jsonl                  {"prompt", "kind"}: EVAL_PER_KIND held-out prompts per kind,
+                                        disjoint from every prompt in the files above
+    vocab.json                          the CharTokenizer over every text the world can produce
+
+Each kind is a quarter of every file. SFT, preference and RL prompts are drawn from the same
+training prompts; validation files use them too, with fresh responses, so validation loss measures
+fit to the demonstrated behaviour, and eval_prompts measure generalisation to new prompts.
+"""
+
+import argparse
+import os
+import random
+
+from data.formats import format_prompt, format_response, write_jsonl
+from data.toy import judge, world
+from tokenizer import CharTokenizer
+
+N_SFT_TRAIN, N_SFT_VAL = 2000, 200
+N_PREFS_TRAIN, N_PREFS_VAL = 2000, 200
+EVAL_PER_KIND = 60
+PREF_LABEL_NOISE = 0.10  # fraction of preference pairs (of each kind) whose labels are swapped
+
+
+def exact_labels(n, rates, rng):
+    """n labels with round(rate * n) of each name in rates, the rest None, in a random order."""
+    labels = [name for name, rate in rates.items() for _ in range(round(rate * n))]
+    labels += [None] * (n - len(labels))
+    rng.shuffle(labels)
+    return labels
+
+
+def demonstrations(prompts_by_kind, n, rng):
+    out = []
+    for kind in world.KINDS:
+        for flaw in exact_labels(n // len(world.KINDS), world.FLAWS[kind], rng):
+            prompt = rng.choice(prompts_by_kind[kind])
+            _, slot = world.parse_prompt(prompt)
+            response = world.ideal_response(kind, slot) if flaw is None else world.flawed_response(kind, slot, flaw, rng)
+            out.append({"prompt": prompt, "response": response, "kind": kind, "flaw": flaw})
+    rng.shuffle(out)
+    return out
+
+
+def preference_pairs(prompts_by_kind, n, rng):
+    out = []
+    for kind in world.KINDS:
+        flaws, rates = zip(*world.FLAWS[kind].items())
+        for noisy in exact_labels(n // len(world.KINDS), {True: PREF_LABEL_NOISE}, rng):
+            prompt = rng.choice(prompts_by_kind[kind])
+            _, slot = world.parse_prompt(prompt)
+            a = world.ideal_response(kind, slot)
+            b = world.flawed_response(kind, slot, rng.choices(flaws, weights=rates)[0], rng)
+            # rank by the gold judge; the world's flaws always score strictly below the ideal
+            if judge.score(prompt, a) < judge.score(prompt, b):
+                a, b = b, a
+            assert judge.score(prompt, a) > judge.score(prompt, b), (prompt, a, b)
+            if noisy:
+                a, b = b, a
+            out.append({"prompt": prompt, "chosen": a, "rejected": b, "kind": kind})
+    rng.shuffle(out)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--seed", type=int, default=1337)
+    args = parser.parse_args()
+    os.makedirs(args.out_dir, exist_ok=True)
+    rng = random.Random(args.seed)
+
+    train_prompts, eval_prompts = world.split_prompts(EVAL_PER_KIND, seed=args.seed)
+    by_kind = {k: [p for p in train_prompts if world.parse_prompt(p)[0] == k] for k in world.KINDS}
+    rl = [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in train_prompts]
+    rng.shuffle(rl)
+    files = {
+        "sft_train.jsonl": demonstrations(by_kind, N_SFT_TRAIN, rng),
+        "sft_val.jsonl": demonstrations(by_kind, N_SFT_VAL, rng),
+        "prefs_train.jsonl": preference_pairs(by_kind, N_PREFS_TRAIN, rng),
+        "prefs_val.jsonl": preference_pairs(by_kind, N_PREFS_VAL, rng),
+        "rl_prompts.jsonl": rl,
+        "eval_prompts.jsonl": [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in eval_prompts],
+    }
+    for name, records in files.items():
+        write_jsonl(os.path.join(args.out_dir, name), records)
+        print(f"{name:20s} {len(records):5d} records")
+
+    # every text the world can produce, in the template, so no sampled character is ever unknown
+    texts = [format_prompt(p) for p in world.PROMPTS] + [format_response(r) for r in world.SENTENCES]
+    tokenizer = CharTokenizer.from_texts(texts)
+    tokenizer.save(os.path.join(args.out_dir, "vocab.json"))
+    longest = max(len(format_prompt(p)) for p in world.PROMPTS) + 1 + max(len(r) for r in world.SENTENCES)
+    print(f"vocab.json: {tokenizer.vocab_size} ids; any prompt + response is at most {longest} characters "
+          f"(+1 for <end>); {len(train_prompts)} training and {len(eval_prompts)} eval prompts")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""The optimizer and learning-rate schedule every stage uses (as in nanoGPT)."""
+
+import inspect
+import math
+
+import torch
+
+
+def configure_adamw(model, learning_rate, weight_decay, betas, device_type):
+    """AdamW with weight decay on the 2-D weights (matmuls, embeddings) only, not on biases and
+    LayerNorm gains: decaying those just pulls activations toward zero."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({"fused": True} if fused else {}))
+
+
+def lr_at(step, learning_rate, min_lr, warmup_iters, max_iters):
+    """Linear warm-up over warmup_iters, then cosine decay to min_lr at max_iters."""
+    if step < warmup_iters:
+        return learning_rate * (step + 1) / (warmup_iters + 1)
+    if step >= max_iters:
+        return min_lr
+    progress = (step - warmup_iters) / max(1, max_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)

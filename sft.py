@@ -1,0 +1,304 @@
+"""
+sft.py -- supervised fine-tuning: teach a GPT to answer in the dialogue format by imitating
+demonstrations (the first stage of InstructGPT, Ouyang et al. 2022, section 3.5).
+
+Each example is  "### Human: <prompt>\\n### Assistant:" + " <response>" + <end-of-text>.
+The loss is the next-token cross-entropy on the response tokens and the end-of-text token only: the
+prompt is given, not learned, and the model must learn to stop. It is the per-token mean over every
+supervised token of the optimizer step -- across the gradient-accumulation micro-steps and the DDP
+ranks -- so that a long response weighs more than a short one exactly as in one big batch:
+
+    L = - (1 / N) * sum_{examples} sum_{t in response + eot} log p(x_t | x_<t),   N = supervised tokens in the step
+
+Run (toy world on CPU, ~3 minutes; prepare the data first with `python -m data.toy.prepare`):
+    python sft.py --config config/sft_toy.py
+GPT-2-small on Anthropic HH-RLHF (one GPU; `python -m data.hh_rlhf.prepare` first):
+    python sft.py --config config/sft_gpt2_hh.py
+Several GPUs, or 2 CPU processes with gloo:
+    torchrun --standalone --nproc_per_node=8 sft.py --config config/sft_gpt2_hh.py
+
+Deviations from InstructGPT: no mixing of pre-training data; examples longer than block_size are an
+error (or skipped and counted with --skip_long=True) instead of being truncated, so that no response
+is silently cut before its end-of-text token.
+"""
+
+import contextlib
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, save_checkpoint, set_rng_state
+from configurator import parse_config, run_cli
+from data.formats import DataError, format_prompt, format_response, load_sft
+from logger import MetricsLogger
+from model import GPT, GPTConfig
+from optim import configure_adamw, lr_at
+from runtime import all_reduce_sum, setup_runtime, shard, teardown
+from sampling import generate_responses
+from tokenizer import get_tokenizer
+
+
+@dataclass
+class SFTConfig:
+    # I/O
+    out_dir: str = "out/sft"  # checkpoints, metrics.jsonl, loss.png, samples
+    resume: bool = False  # continue the run in out_dir from its ckpt.pt
+    overwrite: bool = False  # allow replacing a run that already lives in out_dir
+    init_from: str = "gpt2"  # 'scratch', a GPT-2 name ('gpt2', 'gpt2-medium', ...), an HF directory, or a checkpoint dir
+    # data
+    train_data: str = "data/hh_rlhf/sft_train.jsonl"  # JSONL demonstrations: {"prompt","response"} or {"messages"}
+    val_data: str = "data/hh_rlhf/sft_val.jsonl"  # held-out demonstrations for the validation loss
+    tokenizer: str = "gpt2"  # 'gpt2' or a char vocab.json (ignored when init_from is a checkpoint: it has its own)
+    skip_long: bool = False  # drop (and count) examples longer than block_size instead of stopping with an error
+    # model (init_from='scratch' only)
+    block_size: int = 1024  # context length in tokens
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    bias: bool = True
+    dropout: float = 0.0  # dropout probability while training
+    # optimisation
+    batch_size: int = 8  # examples per micro-batch per process
+    grad_accum_steps: int = 4  # micro-batches per optimizer step (per process)
+    max_iters: int = 2000  # optimizer steps
+    learning_rate: float = 2e-5  # peak AdamW learning rate
+    min_lr: float = 2e-6  # learning rate at the end of the cosine decay
+    warmup_iters: int = 100  # linear warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay on 2-D weights
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    overfit_batch: bool = False  # debugging: train on the same first batch every step
+    # evaluation and logging
+    eval_interval: int = 200  # steps between validation loss + checkpoint
+    eval_max_examples: int = 512  # validation examples used (0 = all)
+    log_interval: int = 10  # steps between training-loss lines
+    sample_interval: int = 500  # steps between printed samples (0 = never)
+    num_samples: int = 4  # prompts sampled from the validation set at each sample_interval
+    max_new_tokens: int = 128  # response length limit when sampling
+    wandb_project: str = None  # log to Weights & Biases under this project (pip install wandb)
+    # system
+    device: str = "auto"  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'
+    dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
+    compile: bool = False  # torch.compile the model
+    seed: int = 1337
+
+
+# -----------------------------------------------------------------------------
+# learning logic: the loss mask
+
+def build_example(prompt_ids, response_ids, eot_id):
+    """One training example: (inputs, labels), both of length len(prompt + response + eot) - 1.
+
+    tokens = prompt + response + [eot]; inputs = tokens[:-1] and labels[t] is the token that should
+    follow inputs[t], i.e. tokens[t + 1], or -100 (ignored) when tokens[t + 1] belongs to the prompt.
+    So the first supervised position is the LAST prompt token, which must predict the first response
+    token; the last one is the last response token, which must predict end-of-text."""
+    tokens = prompt_ids + response_ids + [eot_id]
+    labels = [-100] * len(prompt_ids) + response_ids + [eot_id]
+    return tokens[:-1], labels[1:]
+
+
+def collate(examples, pad_id, device):
+    """Right-pad a list of (inputs, labels) into x (B, T) and y (B, T); labels are -100 on padding.
+    Right padding needs no attention mask: causal attention never lets a real token see the padding."""
+    T = max(len(x) for x, _ in examples)
+    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    y = torch.full((len(examples), T), -100, dtype=torch.long)
+    for i, (ids, labels) in enumerate(examples):
+        x[i, :len(ids)] = torch.tensor(ids)
+        y[i, :len(labels)] = torch.tensor(labels)
+    return x.to(device), y.to(device)
+
+
+def tokenize_demonstrations(records, tok, block_size, path, skip_long):
+    """records -> list of (inputs, labels); an example longer than block_size is a DataError naming the
+    file and line, or is skipped and counted with skip_long."""
+    examples, n_skipped = [], 0
+    for i, r in enumerate(records):
+        x, y = build_example(tok.encode(format_prompt(r["prompt"])), tok.encode(format_response(r["response"])), tok.eot_id)
+        if len(x) > block_size:
+            if skip_long:
+                n_skipped += 1
+                continue
+            raise DataError(f"{path}:{r.get('line', i + 1)}: example of {len(x) + 1} tokens is longer than "
+                            f"block_size {block_size} (+1); shorten it or pass --skip_long=True")
+        examples.append((x, y))
+    if not examples:
+        raise DataError(f"{path}: every example is longer than block_size {block_size}")
+    return examples, n_skipped
+
+
+def supervised_loss_sum(logits, labels):
+    """sum over supervised positions of -log p(label): logits (B, T, vocab), labels (B, T) with -100 =
+    ignored. A batch with no supervised token gives 0, not NaN (a mean would divide by zero)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+
+
+def batch_indices(n_examples, global_batch, seed, step):
+    """The examples of optimizer step `step`: drawn with a generator seeded by (seed, step), so every
+    rank draws the same global batch and a resumed run draws exactly what the uninterrupted one would."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(n_examples, (global_batch,), generator=g).tolist()
+
+
+# -----------------------------------------------------------------------------
+
+def main():
+    config = parse_config(SFTConfig)
+
+    # --- set-up: device, precision, DDP ------------------------------------------------------
+    rt = setup_runtime(config.device, config.dtype, config.seed)
+
+    # --- model and tokenizer (a checkpoint brings its own tokenizer) ---------------------------
+    resume_ckpt = None
+    if config.resume:
+        resume_ckpt = load_checkpoint(config.out_dir)
+        model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["config"]["tokenizer"]
+    elif config.init_from == "scratch":
+        tok_name = config.tokenizer
+        vocab_size = get_tokenizer(tok_name).vocab_size
+        model = GPT(GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
+                              n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias))
+    else:
+        model, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
+    config = dataclasses.replace(config, tokenizer=tok_name)
+    tok = get_tokenizer(tok_name)
+    block_size = model.config.block_size
+
+    # --- data: tokenised once, validated before anything is written ----------------------------
+    train, n_skip_train = tokenize_demonstrations(load_sft(config.train_data), tok, block_size, config.train_data, config.skip_long)
+    val_records = load_sft(config.val_data)
+    val, n_skip_val = tokenize_demonstrations(val_records, tok, block_size, config.val_data, config.skip_long)
+    if config.eval_max_examples:
+        val = val[:config.eval_max_examples]
+    if rt.master:
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
+
+    global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
+    if rt.master:
+        print(f"sft: {len(train)} train / {len(val)} val examples (skipped as too long: {n_skip_train} / {n_skip_val}), "
+              f"{model.get_num_params() / 1e6:.2f}M parameters, tokenizer {tok_name}")
+        print(f"sft: {global_batch} examples per step = {config.batch_size} x {config.grad_accum_steps} accumulation "
+              f"x {rt.world_size} processes; {config.max_iters} steps; device {rt.device}, dtype {rt.dtype}")
+
+    # --- model, optimizer, DDP ----------------------------------------------------------------
+    model.to(rt.device)
+    optimizer = configure_adamw(model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
+    start_step = 0
+    if resume_ckpt is not None:
+        optimizer.load_state_dict(resume_ckpt["optimizer"])
+        rt.scaler.load_state_dict(resume_ckpt["scaler"])
+        start_step = resume_ckpt["step"]
+        set_rng_state(resume_ckpt["rng"])
+        resume_ckpt = None  # free the memory
+    raw_model = model  # what gets saved: never the DDP wrapper or the compiled module
+    if config.compile:
+        model = torch.compile(model)
+    if rt.ddp:
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
+                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
+
+    @torch.no_grad()
+    def evaluate_loss():
+        """Validation loss: per-token mean over every supervised token of the validation set, split across ranks."""
+        model.eval()
+        totals = torch.zeros(2, device=rt.device)  # [sum of token losses, number of supervised tokens]
+        mine = shard(val, rt)
+        for i in range(0, len(mine), config.batch_size):
+            x, y = collate(mine[i:i + config.batch_size], tok.pad_id, rt.device)
+            with rt.autocast:
+                logits, _ = model(x)
+            totals[0] += supervised_loss_sum(logits, y)
+            totals[1] += (y != -100).sum()
+        all_reduce_sum(totals)
+        model.train()
+        return (totals[0] / totals[1]).item()
+
+    def save(step):
+        if rt.master:
+            save_checkpoint(config.out_dir, raw_model, config, step, optimizer, rt.scaler)
+
+    def print_samples(step):
+        if not rt.master or config.num_samples <= 0:
+            return
+        raw_model.eval()
+        prompts = [r["prompt"] for r in val_records[:config.num_samples]]
+        for temperature in (1.0, 0.0):
+            responses = generate_responses(raw_model, tok, prompts, config.max_new_tokens, temperature=temperature,
+                                           device=rt.device, autocast=rt.autocast)
+            for p, (text, ended) in zip(prompts, responses):
+                print(f"[sample step {step}, T={temperature}] {p!r} -> {text!r}{'' if ended else ' (no end-of-text)'}")
+        raw_model.train()
+
+    # --- the training loop ----------------------------------------------------------------------
+    model.train()
+    step = start_step
+    last_good = start_step
+    t_last = time.time()
+    while step < config.max_iters:
+        lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # every rank draws the same global batch, then takes its own micro-batches from it
+        indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)
+        step_examples = [train[i] for i in indices]
+        n_tokens = sum(sum(1 for label in y if label != -100) for _, y in step_examples)  # N, over all ranks
+        loss_sum = torch.zeros((), device=rt.device)
+        n_micro = config.grad_accum_steps
+        for micro in range(n_micro):
+            start = (micro * rt.world_size + rt.rank) * config.batch_size
+            x, y = collate(step_examples[start:start + config.batch_size], tok.pad_id, rt.device)
+            # gradients are all-reduced only on the last micro-step
+            sync_context = model.no_sync() if rt.ddp and micro < n_micro - 1 else contextlib.nullcontext()
+            with sync_context:
+                with rt.autocast:
+                    logits, _ = model(x)  # (B, T, vocab)
+                # sum of -log p over the supervised tokens of this micro-batch; 0 (not NaN) when there are none
+                micro_sum = supervised_loss_sum(logits, y)
+                # DDP averages gradients over ranks, so scale by world_size to get sum / N overall
+                loss = micro_sum * rt.world_size / max(n_tokens, 1)
+                rt.scaler.scale(loss).backward()
+            loss_sum += micro_sum.detach()
+        if config.grad_clip > 0:
+            rt.scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        rt.scaler.step(optimizer)
+        rt.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        train_loss = (all_reduce_sum(loss_sum) / max(n_tokens, 1)).item()  # the exact per-token mean of this step
+        step += 1
+
+        if not torch.isfinite(torch.tensor(train_loss)):
+            raise FloatingPointError(f"training loss became {train_loss} at step {step}; stopping. The last good "
+                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')} (step {last_good})")
+        if step % config.log_interval == 0 or step == config.max_iters:
+            dt = time.time() - t_last
+            t_last = time.time()
+            metrics = {"loss/train": train_loss, "lr": lr, "tokens_per_step": n_tokens}
+            if config.grad_clip > 0:
+                metrics["grad_norm"] = grad_norm.item()
+            metrics["time_per_step_s"] = dt / config.log_interval
+            logger.log(step, metrics, config.max_iters)
+        if step % config.eval_interval == 0 or step == config.max_iters:
+            val_loss = evaluate_loss()
+            logger.log(step, {"loss/val": val_loss}, config.max_iters)
+            save(step)
+            last_good = step
+            logger.plot(os.path.join(config.out_dir, "loss.png"), ["loss/train", "loss/val", "lr"], "SFT")
+        if config.sample_interval and step % config.sample_interval == 0:
+            print_samples(step)
+
+    logger.finish()
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    run_cli(main)
