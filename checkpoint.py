@@ -91,6 +91,14 @@ def load_checkpoint(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=True)
 
 
+def restore_training_state(ckpt, optimizer, scaler):
+    """Load the optimizer, GradScaler and RNG states of a checkpoint being resumed; returns its step."""
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["step"]
+
+
 def model_from_checkpoint(ckpt):
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])

@@ -198,10 +198,16 @@ class GPT(nn.Module):
             x = block(x, attn_mask, None if kv_cache is None else kv_cache[i], start)
         return self.transformer.ln_f(x)
 
-    def forward(self, idx, targets=None, attention_mask=None):
-        """idx: (B, T) token ids. Returns (logits (B, T, vocab), loss). With targets (B, T), the loss is the
-        mean cross-entropy over positions whose target is not -100."""
+    def forward(self, idx, targets=None, attention_mask=None, scores=False):
+        """idx: (B, T) token ids. Returns (logits (B, T, vocab), loss); with targets (B, T), the loss is the
+        mean cross-entropy over positions whose target is not -100. With scores=True it returns instead the
+        scalar head at every position, (B, T): reward and value models go through forward() too, which is
+        what lets DDP synchronise their gradients."""
         x = self.hidden_states(idx, attention_mask)
+        if scores:
+            if self.score_head is None:
+                raise ValueError("this model has no scalar head: build it with GPTConfig(scalar_head=True) or add_scalar_head()")
+            return self.score_head(x).squeeze(-1)  # (B, T)
         logits = self.lm_head(x)  # (B, T, vocab)
         loss = None
         if targets is not None:
@@ -211,9 +217,7 @@ class GPT(nn.Module):
     def score(self, idx, attention_mask=None):
         """The scalar head at every position: (B, T). The reward model reads it at the end-of-text
         token, the value model at every response token."""
-        if self.score_head is None:
-            raise ValueError("this model has no scalar head: build it with GPTConfig(scalar_head=True) or add_scalar_head()")
-        return self.score_head(self.hidden_states(idx, attention_mask)).squeeze(-1)
+        return self(idx, attention_mask=attention_mask, scores=True)
 
     # -------------------------------------------------------------------------------------------------
     # sampling

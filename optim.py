@@ -25,3 +25,21 @@ def lr_at(step, learning_rate, min_lr, warmup_iters, max_iters):
         return min_lr
     progress = (step - warmup_iters) / max(1, max_iters - warmup_iters)
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (learning_rate - min_lr)
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def optimizer_step(model, optimizer, scaler, grad_clip):
+    """One update after the backward passes: unscale (fp16 only) before clipping so the clip sees true
+    gradient norms, clip, step, zero the gradients. Returns the pre-clip gradient norm (or None)."""
+    grad_norm = None
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return grad_norm

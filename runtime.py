@@ -83,6 +83,13 @@ def all_reduce_sum(x):
     return x
 
 
+def batch_indices(n_examples, global_batch, seed, step):
+    """The examples of optimizer step `step`: drawn with a generator seeded by (seed, step), so every
+    rank draws the same global batch and a resumed run draws exactly what the uninterrupted one would."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(n_examples, (global_batch,), generator=g).tolist()
+
+
 def shard(items, rt):
     """This rank's share of a list (every world_size-th item), for evaluation split across ranks."""
     return items[rt.rank::rt.world_size]

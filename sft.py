@@ -32,13 +32,14 @@ import torch
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, save_checkpoint, set_rng_state
+from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state,
+                        save_checkpoint)
 from configurator import parse_config, run_cli
 from data.formats import DataError, format_prompt, format_response, load_sft
 from logger import MetricsLogger
 from model import GPT, GPTConfig
-from optim import configure_adamw, lr_at
-from runtime import all_reduce_sum, setup_runtime, shard, teardown
+from optim import configure_adamw, lr_at, optimizer_step, set_lr
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
 from sampling import generate_responses
 from tokenizer import get_tokenizer
 
@@ -140,13 +141,6 @@ def supervised_loss_sum(logits, labels):
     return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
 
 
-def batch_indices(n_examples, global_batch, seed, step):
-    """The examples of optimizer step `step`: drawn with a generator seeded by (seed, step), so every
-    rank draws the same global batch and a resumed run draws exactly what the uninterrupted one would."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    return torch.randint(n_examples, (global_batch,), generator=g).tolist()
-
-
 # -----------------------------------------------------------------------------
 
 def main():
@@ -192,10 +186,7 @@ def main():
     optimizer = configure_adamw(model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
     start_step = 0
     if resume_ckpt is not None:
-        optimizer.load_state_dict(resume_ckpt["optimizer"])
-        rt.scaler.load_state_dict(resume_ckpt["scaler"])
-        start_step = resume_ckpt["step"]
-        set_rng_state(resume_ckpt["rng"])
+        start_step = restore_training_state(resume_ckpt, optimizer, rt.scaler)
         resume_ckpt = None  # free the memory
     raw_model = model  # what gets saved: never the DDP wrapper or the compiled module
     if config.compile:
@@ -244,8 +235,7 @@ def main():
     t_last = time.time()
     while step < config.max_iters:
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
 
         # every rank draws the same global batch, then takes its own micro-batches from it
         indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)
@@ -267,12 +257,7 @@ def main():
                 loss = micro_sum * rt.world_size / max(n_tokens, 1)
                 rt.scaler.scale(loss).backward()
             loss_sum += micro_sum.detach()
-        if config.grad_clip > 0:
-            rt.scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        rt.scaler.step(optimizer)
-        rt.scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
         train_loss = (all_reduce_sum(loss_sum) / max(n_tokens, 1)).item()  # the exact per-token mean of this step
         step += 1
 

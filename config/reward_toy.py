@@ -1,0 +1,23 @@
+# The Bradley-Terry reward model of the toy world, on CPU, from the toy SFT checkpoint.
+# Run after: python sft.py --config config/sft_toy.py
+out_dir = "out/toy/reward"
+init_from = "out/toy/sft"
+train_data = "data/toy/prefs_train.jsonl"
+val_data = "data/toy/prefs_val.jsonl"
+rl_prompts = "data/toy/rl_prompts.jsonl"
+
+batch_size = 32
+grad_accum_steps = 1
+max_iters = 300
+learning_rate = 1e-3
+min_lr = 1e-4
+warmup_iters = 20
+weight_decay = 0.0
+
+eval_interval = 100
+log_interval = 25
+norm_samples = 512
+max_new_tokens = 96
+toy_eval = True
+device = "cpu"
+dtype = "bfloat16"

@@ -1,0 +1,362 @@
+"""
+reward.py -- a Bradley-Terry reward model (Ziegler et al. 2019; Stiennon et al. 2020; InstructGPT,
+Ouyang et al. 2022, section 3.5) on the same GPT as the policy, with a scalar head.
+
+A preference pair is (prompt, chosen, rejected). The reward r(x, y) is the scalar head read at the
+response's end-of-text token -- the first position that has seen the whole response. Sequences are
+right-padded (pad id != end-of-text), so under causal attention nothing after end-of-text can change
+the score. Bradley-Terry says P(chosen > rejected) = sigma(r_c - r_r), so the loss is
+
+    L = - mean_pairs log sigma(r_c - r_r - margin)          (margin 0 by default)
+    accuracy = mean(r_c > r_r)                               (a tie counts as wrong)
+
+with chosen and rejected scored in one concatenated forward pass. After training the reward is
+normalised, as in Ziegler et al., so that responses sampled from the SFT policy on the RL prompts score
+mean 0 and std 1: r_norm = (r - mean) / std, folded into the head's weight and bias (and recorded in
+the checkpoint as reward_norm), so every later stage simply calls the model.
+
+Run (toy world on CPU; after sft.py):
+    python reward.py --config config/reward_toy.py
+GPT-2-small on HH-RLHF (one GPU), or several with torchrun:
+    python reward.py --config config/reward_gpt2_hh.py
+    torchrun --standalone --nproc_per_node=8 reward.py --config config/reward_gpt2_hh.py
+
+Deviations: InstructGPT trains on all K-choose-2 comparisons of K responses per prompt as one batch
+element; our data has one pair per prompt. Pairs with identical chosen and rejected are skipped and
+counted (they carry no preference).
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state, save_checkpoint
+from configurator import parse_config, run_cli
+from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
+from logger import MetricsLogger
+from optim import configure_adamw, lr_at, optimizer_step, set_lr
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from sampling import generate_responses
+from tokenizer import get_tokenizer
+
+
+@dataclass
+class RewardConfig:
+    # I/O
+    out_dir: str = "out/reward"  # checkpoint, metrics.jsonl, curves and calibration PNGs
+    resume: bool = False  # continue the run in out_dir from its ckpt.pt
+    overwrite: bool = False  # allow replacing a run that already lives in out_dir
+    init_from: str = "out/sft"  # the SFT checkpoint dir (or a GPT-2 name / HF dir); a scalar head is added
+    norm_policy: str = None  # the policy whose samples define mean 0, std 1 (None = init_from)
+    # data
+    train_data: str = "data/hh_rlhf/prefs_train.jsonl"  # JSONL {"prompt","chosen","rejected"}
+    val_data: str = "data/hh_rlhf/prefs_val.jsonl"  # held-out pairs for accuracy
+    rl_prompts: str = "data/hh_rlhf/rl_prompts.jsonl"  # prompts whose SFT samples set the normalisation
+    skip_long: bool = False  # drop (and count) pairs longer than block_size instead of stopping with an error
+    # loss
+    margin: float = 0.0  # subtract from r_c - r_r inside the sigmoid (Llama 2's margin loss)
+    # optimisation
+    batch_size: int = 8  # pairs per micro-batch per process (2x sequences per forward)
+    grad_accum_steps: int = 4  # micro-batches per optimizer step (per process)
+    max_iters: int = 1000  # optimizer steps
+    learning_rate: float = 1e-5  # peak AdamW learning rate
+    min_lr: float = 1e-6  # learning rate at the end of the cosine decay
+    warmup_iters: int = 50  # linear warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay on 2-D weights
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    dropout: float = 0.0  # dropout while training
+    overfit_batch: bool = False  # debugging: train on the same first batch every step
+    # evaluation and logging
+    eval_interval: int = 200  # steps between validation accuracy + checkpoint
+    eval_max_pairs: int = 1000  # validation pairs used (0 = all)
+    log_interval: int = 10  # steps between training-loss lines
+    norm_samples: int = 512  # SFT samples on RL prompts for the normalisation (and gold agreement)
+    max_new_tokens: int = 128  # response length limit for those samples
+    toy_eval: bool = False  # the data is the toy world: also measure agreement with its gold judge
+    wandb_project: str = None  # log to Weights & Biases under this project (pip install wandb)
+    # system
+    device: str = "auto"  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'
+    dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
+    compile: bool = False  # torch.compile the model
+    seed: int = 1337
+
+
+# -----------------------------------------------------------------------------
+# learning logic
+
+def bradley_terry_loss(r_chosen, r_rejected, margin=0.0):
+    """Per-pair losses -log sigma(r_c - r_r - margin) and correctness (r_c > r_r; ties are wrong).
+    r_chosen, r_rejected: (B,). logsigmoid is the numerically stable form of log(sigma(.))."""
+    losses = -F.logsigmoid(r_chosen - r_rejected - margin)  # (B,)
+    correct = (r_chosen > r_rejected).float()  # (B,)
+    return losses, correct
+
+
+def end_scores(scores, lengths):
+    """The scalar head read at each sequence's last token (its end-of-text): scores (B, T), lengths (B,)
+    -> (B,). With right padding the last real token is at lengths - 1."""
+    return scores.gather(1, (lengths - 1)[:, None]).squeeze(1)
+
+
+def tokenize_pairs(records, tok, block_size, path, skip_long):
+    """records -> [(chosen_ids, rejected_ids)], each = prompt + response + end-of-text. Identical chosen
+    and rejected are skipped and counted; over-long pairs are a DataError (or skipped with skip_long)."""
+    pairs, n_identical, n_long = [], 0, 0
+    for i, r in enumerate(records):
+        if r["chosen"] == r["rejected"]:
+            n_identical += 1
+            continue
+        prompt = tok.encode(format_prompt(r["prompt"]))
+        chosen = prompt + tok.encode(format_response(r["chosen"])) + [tok.eot_id]
+        rejected = prompt + tok.encode(format_response(r["rejected"])) + [tok.eot_id]
+        if max(len(chosen), len(rejected)) > block_size:
+            if skip_long:
+                n_long += 1
+                continue
+            raise DataError(f"{path}:{r.get('line', i + 1)}: pair of {max(len(chosen), len(rejected))} tokens is "
+                            f"longer than block_size {block_size}; shorten it or pass --skip_long=True")
+        pairs.append((chosen, rejected))
+    if not pairs:
+        raise DataError(f"{path}: no usable pairs ({n_identical} identical, {n_long} too long)")
+    return pairs, n_identical, n_long
+
+
+def collate_pairs(pairs, pad_id, device):
+    """[(chosen, rejected)] -> x (2B, T) right-padded, chosen rows first, and lengths (2B,)."""
+    return collate_sequences([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)
+
+
+def collate_sequences(seqs, pad_id, device):
+    """Token lists -> x (N, T) right-padded with pad_id, and lengths (N,)."""
+    lengths = torch.tensor([len(s) for s in seqs])
+    x = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, :len(s)] = torch.tensor(s)
+    return x.to(device), lengths.to(device)
+
+
+def normalize_head(model, raw_scores):
+    """Make the head output (r - mean) / std of raw_scores, the rewards of SFT samples (Ziegler et al.):
+    r_norm = (w . h + b - mean) / std = (w / std) . h + (b - mean) / std, folded into weight and bias."""
+    mean, std = float(np.mean(raw_scores)), float(np.std(raw_scores))
+    with torch.no_grad():
+        model.score_head.weight.div_(std)
+        model.score_head.bias.sub_(mean).div_(std)
+    return {"raw_mean": mean, "raw_std": std, "n_samples": len(raw_scores)}
+
+
+def rankdata(a):
+    """Ranks 1..n with ties given their average rank (as scipy.stats.rankdata)."""
+    a = np.asarray(a, dtype=np.float64)
+    sorter = np.argsort(a, kind="mergesort")
+    inv = np.empty(len(a), dtype=np.intp)
+    inv[sorter] = np.arange(len(a))
+    a_sorted = a[sorter]
+    new_value = np.r_[True, a_sorted[1:] != a_sorted[:-1]]
+    dense = new_value.cumsum()[inv]  # 1-based id of each value's tie group
+    bounds = np.r_[np.nonzero(new_value)[0], len(a)]  # where each tie group starts in sorted order
+    return 0.5 * (bounds[dense] + bounds[dense - 1] + 1)
+
+
+def spearman(x, y):
+    """Spearman's rank correlation: the Pearson correlation of the ranks."""
+    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+# -----------------------------------------------------------------------------
+
+@torch.no_grad()
+def score_texts(model, tok, prompts, responses, rt, batch_size=64):
+    """Reward-model scores of (prompt, response) texts: (N,) numpy."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        seqs = [tok.encode(format_prompt(p)) + tok.encode(format_response(r)) + [tok.eot_id]
+                for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
+        x, lengths = collate_sequences(seqs, tok.pad_id, rt.device)
+        with rt.autocast:
+            scores = model(x, scores=True)  # (N, T)
+        out.append(end_scores(scores.float(), lengths).cpu())
+    return torch.cat(out).numpy()
+
+
+def main():
+    config = parse_config(RewardConfig)
+    rt = setup_runtime(config.device, config.dtype, config.seed)
+
+    # --- models and tokenizer -------------------------------------------------------------------
+    resume_ckpt = load_checkpoint(config.out_dir) if config.resume else None
+    if resume_ckpt is not None:
+        model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["config"]["tokenizer"]
+    else:
+        model, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
+        model.add_scalar_head()
+    tok = get_tokenizer(tok_name)
+    block_size = model.config.block_size
+
+    # --- data, validated before anything is written ------------------------------------------------
+    train, n_identical, n_long = tokenize_pairs(load_prefs(config.train_data), tok, block_size, config.train_data, config.skip_long)
+    val_records = load_prefs(config.val_data)
+    val, _, _ = tokenize_pairs(val_records, tok, block_size, config.val_data, config.skip_long)
+    rl_prompts = [r["prompt"] for r in load_prompts(config.rl_prompts)][:config.norm_samples]
+    if config.eval_max_pairs:
+        val = val[:config.eval_max_pairs]
+    if rt.master:
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
+    global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
+    if rt.master:
+        print(f"reward: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
+              f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
+              f"{config.max_iters} steps; {model.get_num_params() / 1e6:.2f}M parameters; device {rt.device}, dtype {rt.dtype}")
+
+    model.to(rt.device)
+    optimizer = configure_adamw(model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
+    start_step = 0
+    if resume_ckpt is not None:
+        start_step = restore_training_state(resume_ckpt, optimizer, rt.scaler)
+        resume_ckpt = None
+    raw_model = model
+    if config.compile:
+        model = torch.compile(model)
+    if rt.ddp:
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
+                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
+
+    @torch.no_grad()
+    def evaluate_pairs():
+        """Validation loss and accuracy over the held-out pairs, split across ranks."""
+        model.eval()
+        totals = torch.zeros(3, device=rt.device)  # [sum of losses, number correct, number of pairs]
+        mine = shard(val, rt)
+        for i in range(0, len(mine), config.batch_size):
+            x, lengths = collate_pairs(mine[i:i + config.batch_size], tok.pad_id, rt.device)
+            with rt.autocast:
+                r = end_scores(model(x, scores=True).float(), lengths)  # (2B,)
+            losses, correct = bradley_terry_loss(r[:len(r) // 2], r[len(r) // 2:], config.margin)
+            totals += torch.stack([losses.sum(), correct.sum(), torch.tensor(float(len(losses)), device=rt.device)])
+        all_reduce_sum(totals)
+        model.train()
+        return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+
+    # --- the training loop -------------------------------------------------------------------------------
+    model.train()
+    step = start_step
+    t_last = time.time()
+    while step < config.max_iters:
+        lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
+        set_lr(optimizer, lr)
+        step_pairs = [train[i] for i in batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)]
+        totals = torch.zeros(2, device=rt.device)  # [sum of pair losses, number correct] on this rank
+        for micro in range(config.grad_accum_steps):
+            start = (micro * rt.world_size + rt.rank) * config.batch_size
+            x, lengths = collate_pairs(step_pairs[start:start + config.batch_size], tok.pad_id, rt.device)  # (2B, T)
+            sync_context = model.no_sync() if rt.ddp and micro < config.grad_accum_steps - 1 else contextlib.nullcontext()
+            with sync_context:
+                with rt.autocast:
+                    scores = model(x, scores=True)  # (2B, T): chosen rows, then rejected rows
+                r = end_scores(scores.float(), lengths)  # (2B,)
+                B = len(r) // 2
+                losses, correct = bradley_terry_loss(r[:B], r[B:], config.margin)  # (B,)
+                # mean over every pair of the optimizer step; DDP averages over ranks, hence * world_size
+                loss = losses.sum() * rt.world_size / global_batch
+                rt.scaler.scale(loss).backward()
+            totals += torch.stack([losses.detach().sum(), correct.sum()])
+        grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
+        train_loss, train_acc = (all_reduce_sum(totals) / global_batch).tolist()
+        step += 1
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"training loss became {train_loss} at step {step}; stopping. The last good "
+                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')}")
+        if step % config.log_interval == 0 or step == config.max_iters:
+            dt, t_last = time.time() - t_last, time.time()
+            metrics = {"loss/train": train_loss, "reward/accuracy_train": train_acc, "lr": lr,
+                       "time_per_step_s": dt / config.log_interval}
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm.item()
+            logger.log(step, metrics, config.max_iters)
+        if step % config.eval_interval == 0 or step == config.max_iters:
+            val_loss, val_acc = evaluate_pairs()
+            logger.log(step, {"loss/val": val_loss, "reward/accuracy_val": val_acc}, config.max_iters)
+            if step < config.max_iters and rt.master:  # the final checkpoint is written after normalisation
+                save_checkpoint(config.out_dir, raw_model, config, step, optimizer, rt.scaler)
+            logger.plot(os.path.join(config.out_dir, "curves.png"),
+                        ["loss/train", "loss/val", "reward/accuracy_train", "reward/accuracy_val"], "reward model")
+
+    # --- normalisation on SFT samples, evaluation against the gold judge, saving ------------------------------
+    val_loss, val_acc = evaluate_pairs()
+    if rt.master:
+        raw_model.eval()
+        policy, _, _ = load_model(config.norm_policy or config.init_from)
+        policy.to(rt.device).eval()
+        samples = generate_responses(policy, tok, rl_prompts, config.max_new_tokens, temperature=1.0,
+                                     device=rt.device, autocast=rt.autocast)
+        del policy
+        raw = score_texts(raw_model, tok, rl_prompts, [text for text, _ in samples], rt)
+        reward_norm = normalize_head(raw_model, raw)
+        report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm}
+        if config.toy_eval:
+            report.update(toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, rt, config.out_dir))
+        save_checkpoint(config.out_dir, raw_model, config, step, optimizer, rt.scaler,
+                        extra={"reward_norm": reward_norm, "report": report})
+        with open(os.path.join(config.out_dir, "report.json"), "w") as f:
+            json.dump(report, f, indent=2)
+        print("reward: " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))
+    logger.finish()
+    teardown(rt)
+
+
+def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
+    """Agreement of the (normalised) reward model with the toy world's gold judge: accuracy against the
+    gold ranking on held-out pairs (pairs the gold judge ties are left out), Spearman correlation of
+    reward with gold score on held-out responses and on fresh SFT samples, and a calibration plot of
+    predicted P(chosen > rejected) = sigma(r_c - r_r) against how often the gold judge agrees."""
+    from data.toy.judge import score as gold_score
+    prompts = [r["prompt"] for r in val_records]
+    r_c = score_texts(model, tok, prompts, [r["chosen"] for r in val_records], rt)
+    r_r = score_texts(model, tok, prompts, [r["rejected"] for r in val_records], rt)
+    g_c = np.array([gold_score(p, r["chosen"]) for p, r in zip(prompts, val_records)])
+    g_r = np.array([gold_score(p, r["rejected"]) for p, r in zip(prompts, val_records)])
+    untied = g_c != g_r
+    gold_acc = float(((r_c > r_r) == (g_c > g_r))[untied].mean())
+    sample_rewards = score_texts(model, tok, rl_prompts, [t for t, _ in samples], rt)
+    sample_gold = np.array([gold_score(p, t, ended) for p, (t, ended) in zip(rl_prompts, samples)])
+
+    # calibration: bin the predicted probability that the labelled-chosen response is better
+    p = 1 / (1 + np.exp(-(r_c - r_r)[untied]))
+    outcome = (g_c > g_r)[untied].astype(float)
+    bins = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(p, bins) - 1, 0, 9)
+    points = [(p[which == b].mean(), outcome[which == b].mean(), int((which == b).sum())) for b in range(10) if (which == b).any()]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    ax.plot([q[0] for q in points], [q[1] for q in points], "o-", label="reward model")
+    ax.set_xlabel("predicted P(chosen better)")
+    ax.set_ylabel("rate the gold judge agrees")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "calibration.png"), dpi=100)
+    plt.close(fig)
+    return {"gold_accuracy_val": gold_acc, "gold_pairs_val": int(untied.sum()),
+            "spearman_val_responses": spearman(np.r_[r_c, r_r], np.r_[g_c, g_r]),
+            "spearman_sft_samples": spearman(sample_rewards, sample_gold),
+            "calibration": [[round(float(a), 4), round(float(b), 4), n] for a, b, n in points]}
+
+
+if __name__ == "__main__":
+    run_cli(main)
