@@ -2,7 +2,7 @@
 Checkpoints and run directories, shared by every stage.
 
 A stage writes out_dir/ckpt.pt: the unwrapped (no DDP, no torch.compile) model state dict, the model's
-GPTConfig, the optimizer and GradScaler states, the step, every RNG state and the run's config. It is
+GPTConfig, the name of its tokenizer, the optimizer and GradScaler states, the step, every RNG state and the run's config. It is
 written to a temporary file in the same directory and renamed over the old one, so a crash or kill -9
 mid-write leaves the previous checkpoint whole. Stages talk to each other only through these files.
 """
@@ -56,10 +56,12 @@ def set_rng_state(state):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(out_dir, model, config, step, optimizer=None, scaler=None, extra=None):
-    """Atomically write out_dir/ckpt.pt. `model` is the raw model (not DDP-wrapped, not compiled)."""
+def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, scaler=None, extra=None):
+    """Atomically write out_dir/ckpt.pt. `model` is the raw model (not DDP-wrapped, not compiled);
+    `tokenizer` names its tokenizer ('gpt2' or a char vocab.json), which later stages load with it."""
     state = {
         "model": model.state_dict(),
+        "tokenizer": tokenizer,
         "model_args": asdict(model.config),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scaler": scaler.state_dict() if scaler is not None else None,
@@ -119,5 +121,5 @@ def load_model(init_from, dropout=0.0):
             for block in model.transformer.h:
                 block.attn.dropout = dropout
             model.config.dropout = dropout
-        return model, ckpt["config"]["tokenizer"], ckpt
+        return model, ckpt["tokenizer"], ckpt
     return GPT.from_pretrained(init_from, dropout=dropout), "gpt2", None

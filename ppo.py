@@ -1,16 +1,113 @@
 """
-ppo.py -- RLHF with PPO (Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences";
-Ouyang et al. 2022, InstructGPT; Schulman et al. 2017, PPO; Schulman et al. 2016, GAE).
+ppo.py -- RLHF with PPO: fine-tune the SFT policy to maximise a learned reward while a per-token KL
+penalty keeps it near the SFT model (Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+Preferences"; Stiennon et al. 2020; Ouyang et al. 2022, InstructGPT), with the PPO clipped objective
+(Schulman et al. 2017) and GAE (Schulman et al. 2016).
 
-Status: this file currently holds the learning logic as small pure functions (GAE, whitening, the
-clipped policy and value losses), which rl_basics/ already uses on CartPole. The rollout/update loop
-over language models is the next piece of work (see the README's status section).
+One iteration:
+  1. rollout: sample a response to each prompt from the policy (temperature tau, KV cache, left-padded
+     prompts); keep log pi(a_t|s_t) under tau, the frozen reference's log-probs, the value model's V(s_t),
+     and the frozen, normalised reward model's score at the response's end-of-text token (a response
+     that never ends within max_new_tokens gets the score minus missing_eos_penalty);
+  2. rewards: r_t = -beta * (log pi(a_t|s_t) - log pi_ref(a_t|s_t)) on every response token, plus the
+     score on the last one (Ziegler et al. eq. 2, spread over tokens as in their code);
+  3. GAE advantages and returns over the response tokens, advantages whitened over the batch;
+  4. ppo_epochs passes over shuffled minibatches of the clipped policy loss + vf_coef * the clipped
+     value loss (- ent_coef * entropy), with gradient clipping.
+Every position after a response's end-of-text is masked everywhere.
 
-Shapes: B = rollouts in the batch, T = response positions. Every tensor below is (B, T) and `mask` is
-1.0 on real response tokens (or environment steps) and 0.0 on padding after the end.
+Models: the policy (from SFT), a frozen reference (the SFT weights), the frozen reward model, and a
+value model with a scalar head, initialised from the reward model as in InstructGPT: it already maps
+(prompt, response) text to a number on the reward's scale, so the first value estimates are far
+better than a fresh head's. Dropout is off in all four (it would make log-probs and values noisy and
+the ratio at the first minibatch != 1).
+
+Run (toy world on CPU, after sft.py and reward.py; a few minutes):
+    python ppo.py --config config/ppo_toy.py
+    python ppo.py --config config/ppo_toy.py --kl_coef=0 --out_dir=out/toy/ppo_beta0   # reward hacking
+GPT-2-small on HH-RLHF (one GPU), or several with torchrun (each rank rolls out its share):
+    python ppo.py --config config/ppo_gpt2_hh.py
+    torchrun --standalone --nproc_per_node=8 ppo.py --config config/ppo_gpt2_hh.py
+
+Deviations from the papers: no pre-training-data mix (InstructGPT's PPO-ptx); policy and value are two
+separate networks trained by one optimizer (as in TRL), not a shared trunk; a run cannot be resumed
+(the checkpoint holds the policy and value weights for evaluation and later stages).
+
+Shapes: B = rollouts in the batch, T0 = prompt length (left-padded), T = response positions. Unless
+named otherwise every tensor below is (B, T) and `mask` is 1.0 on response tokens up to and including
+end-of-text and 0.0 on the padding after it.
 """
 
+import contextlib
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_model, prepare_out_dir, save_checkpoint
+from configurator import parse_config, run_cli
+from data.formats import DataError, format_prompt, load_prompts
+from logger import MetricsLogger
+from model import token_logprobs
+from optim import configure_adamw, optimizer_step
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from sampling import left_pad
+from tokenizer import get_tokenizer
+
+
+@dataclass
+class PPOConfig:
+    # I/O
+    out_dir: str = "out/ppo"  # checkpoint (policy + value), metrics.jsonl, curves.png, samples.txt
+    overwrite: bool = False  # allow replacing a run that already lives in out_dir
+    sft_dir: str = "out/sft"  # the SFT checkpoint: the initial policy and the frozen reference
+    reward_dir: str = "out/reward"  # the normalised reward model (also the value model's initialisation)
+    value_init: str = "reward"  # 'reward' (InstructGPT) or 'sft' (the SFT trunk with a fresh head)
+    # data
+    prompts: str = "data/hh_rlhf/rl_prompts.jsonl"  # JSONL {"prompt"} for rollouts
+    skip_long: bool = False  # drop (and count) prompts with no room for max_new_tokens instead of an error
+    toy_eval: bool = False  # the prompts are the toy world's: score responses with its gold judge too
+    eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out toy prompts for the periodic gold evaluation
+    # rollout
+    batch_size: int = 64  # rollouts per iteration per process
+    max_new_tokens: int = 128  # response length limit
+    temperature: float = 1.0  # sampling temperature tau; log-probs are taken under the same tau
+    missing_eos_penalty: float = 1.0  # subtracted from the score of a response with no end-of-text
+    # reward
+    kl_coef: float = 0.05  # beta: the per-token KL penalty coefficient (initial value when adaptive)
+    adaptive_kl: bool = False  # Ziegler et al.'s proportional controller for beta
+    target_kl: float = 6.0  # KL_target (nats per sequence) of the adaptive controller
+    kl_horizon: int = 10000  # K_beta: the controller's horizon, in rollouts
+    whiten_rewards: bool = False  # whiten r_t over the batch before GAE (keeping its mean)
+    # PPO
+    total_iters: int = 200  # rollout + update iterations
+    ppo_epochs: int = 4  # passes over each batch of rollouts
+    minibatch_size: int = 16  # rollouts per gradient step per process
+    learning_rate: float = 1e-5  # AdamW, for the policy and the value model
+    weight_decay: float = 0.0  # AdamW weight decay on 2-D weights
+    clip_coef: float = 0.2  # epsilon of the clipped surrogate
+    clip_coef_vf: float = 0.2  # epsilon of the clipped value loss (reward units)
+    vf_coef: float = 0.1  # weight of the value loss
+    ent_coef: float = 0.0  # weight of the entropy bonus
+    gamma: float = 1.0  # discount over response tokens
+    lam: float = 0.95  # GAE lambda
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    # evaluation and logging
+    log_interval: int = 1  # iterations between metric lines
+    eval_interval: int = 25  # iterations between gold evaluations on eval_prompts (toy world) + checkpoint
+    eval_samples_per_prompt: int = 1  # samples per eval prompt at the eval
+    sample_interval: int = 25  # iterations between sample responses written to the log
+    wandb_project: str = None  # log to Weights & Biases under this project (pip install wandb)
+    # system
+    device: str = "auto"  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'
+    dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
+    compile: bool = False  # torch.compile the policy and value models
+    seed: int = 1337
 
 
 # -----------------------------------------------------------------------------
@@ -23,12 +120,19 @@ def masked_mean(x, mask, dim=None):
     return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
 
 
-def masked_whiten(x, mask, shift_mean=True):
+def masked_whiten(x, mask, shift_mean=True, distributed=False):
     """(x - mean) / sqrt(var + 1e-8) over the masked entries, with the biased variance
     E[(x - mean)^2]. With shift_mean=False the mean is added back (used for rewards, whose
-    sign carries meaning). Padding stays 0."""
-    mean = masked_mean(x, mask)
-    var = masked_mean((x - mean) ** 2, mask)
+    sign carries meaning). Padding stays 0. With distributed=True the mean and variance are taken
+    over the masked entries of every DDP rank (all-reduced), so each rank whitens the same way."""
+    total = torch.stack([(x * mask).sum(), mask.sum()])
+    if distributed:
+        all_reduce_sum(total)
+    mean = total[0] / total[1].clamp(min=1)
+    sq = ((x - mean) ** 2 * mask).sum()
+    if distributed:
+        all_reduce_sum(sq)
+    var = sq / total[1].clamp(min=1)
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         whitened = whitened + mean
@@ -92,3 +196,299 @@ def value_loss(values, old_values, returns, mask, clip_coef_vf):
     with torch.no_grad():
         clipfrac_vf = masked_mean((vf_losses_clipped > vf_losses).float(), mask)
     return loss, clipfrac_vf
+
+
+def response_mask(response_tokens, eos_id):
+    """1.0 on every response token up to and including the first end-of-text, 0.0 after it; a row with
+    no end-of-text is all ones. response_tokens (B, T) -> (mask (B, T), ended (B,))."""
+    is_eos = response_tokens == eos_id
+    ended = is_eos.any(dim=1)
+    # number of end-of-text tokens strictly before each position: 0 up to and including the first
+    eos_before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return (eos_before == 0).float(), ended
+
+
+def kl_penalized_rewards(logp, ref_logp, scores, mask, kl_coef):
+    """Per-token rewards (Ziegler et al. 2019, eq. 2, as a per-token penalty in their code):
+
+        kl_t = log pi(a_t|s_t) - log pi_ref(a_t|s_t)       (a sample of KL(pi || pi_ref) at token t)
+        r_t  = -beta * kl_t  +  [t = last response token] * score
+
+    scores: (B,). Returns (rewards, kl), both (B, T) and 0 on padding."""
+    kl = (logp - ref_logp) * mask
+    rewards = -kl_coef * kl
+    last = mask.sum(dim=1).long() - 1  # (B,) index of each response's last token (its end-of-text)
+    rewards[torch.arange(len(scores)), last] += scores
+    return rewards, kl
+
+
+def explained_variance(values, returns, mask):
+    """1 - Var[returns - values] / Var[returns] over response tokens: 1 is a perfect value function,
+    0 is no better than a constant, negative is worse than a constant."""
+    var_returns = masked_mean((returns - masked_mean(returns, mask)) ** 2, mask)
+    residual = returns - values
+    var_residual = masked_mean((residual - masked_mean(residual, mask)) ** 2, mask)
+    return 1 - var_residual / var_returns.clamp(min=1e-8)
+
+
+def entropy_from_logits(logits):
+    """Entropy of softmax(logits) along the last dim: H = logsumexp(z) - sum_i softmax(z)_i z_i."""
+    probs = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probs * logits).sum(dim=-1)
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019, section 2.2: beta_{t+1} = beta_t * (1 + K_beta * e_t) with
+    e_t = clip(KL_t / KL_target - 1, -0.2, 0.2) and K_beta = n_rollouts / horizon."""
+
+    def __init__(self, kl_coef, target_kl, horizon):
+        self.kl_coef, self.target_kl, self.horizon = kl_coef, target_kl, horizon
+
+    def update(self, current_kl, n_rollouts):
+        error = float(np.clip(current_kl / self.target_kl - 1, -0.2, 0.2))
+        self.kl_coef *= 1 + error * n_rollouts / self.horizon
+
+
+# -----------------------------------------------------------------------------
+# models and rollouts
+
+class PolicyAndValue(nn.Module):
+    """The two trained networks under one module, so that one optimizer and one DDP wrapper (whose
+    gradient synchronisation needs a forward() call) cover both."""
+
+    def __init__(self, policy, value):
+        super().__init__()
+        self.policy, self.value = policy, value
+
+    def forward(self, tokens, attention_mask):
+        logits, _ = self.policy(tokens, attention_mask=attention_mask)  # (B, T0 + T, vocab)
+        values = self.value(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
+        return logits, values
+
+
+def response_logprobs(logits, tokens, T0, temperature):
+    """log pi(a_t | s_t) of the response tokens tokens[:, T0:], under softmax(logits / tau). The logits at
+    position p predict the token at p + 1, so the response's log-probs come from positions T0-1 .. end-1."""
+    return token_logprobs(logits[:, T0 - 1:-1], tokens[:, T0:], temperature)  # (B, T)
+
+
+@torch.no_grad()
+def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, config, rt):
+    """Sample one response per prompt and compute everything the update needs. prompt_ids: lists of
+    token ids. Returns a dict of tensors: tokens (B, T0 + T), attention_mask (B, T0 + T), T0, and (B, T)
+    mask, logp, ref_logp, values; (B,) scores (normalised reward, after the missing-EOS penalty),
+    raw_scores, ended."""
+    prompts, prompt_mask = left_pad(prompt_ids, tok.pad_id, rt.device)  # (B, T0)
+    T0 = prompts.shape[1]
+    with rt.autocast:
+        tokens = policy.generate(prompts, config.max_new_tokens, temperature=config.temperature,
+                                 eos_token_id=tok.eot_id, pad_token_id=tok.pad_id, attention_mask=prompt_mask)
+    mask, ended = response_mask(tokens[:, T0:], tok.eot_id)  # (B, T), (B,)
+    attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)  # (B, T0 + T)
+    with rt.autocast:
+        # recompute log pi with the same forward pass as the update, so the first minibatch has ratio = 1
+        logits, _ = policy(tokens, attention_mask=attention_mask)
+        ref_logits, _ = ref_model(tokens, attention_mask=attention_mask)
+        values = value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1]  # V(s_t): (B, T)
+        rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
+    logp = response_logprobs(logits, tokens, T0, config.temperature) * mask
+    ref_logp = response_logprobs(ref_logits, tokens, T0, config.temperature) * mask
+    last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
+    raw_scores = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
+    scores = raw_scores - config.missing_eos_penalty * (~ended).float()
+    return dict(tokens=tokens, attention_mask=attention_mask, T0=T0, mask=mask, logp=logp, ref_logp=ref_logp,
+                values=values.float() * mask, scores=scores, raw_scores=raw_scores, ended=ended)
+
+
+def decode_responses(tok, batch):
+    """The response texts of a rollout batch (no end-of-text marker) and whether each ended."""
+    out = []
+    for row, n in zip(batch["tokens"][:, batch["T0"]:].tolist(), batch["mask"].sum(1).long().tolist()):
+        row = row[:n]
+        ended = bool(row) and row[-1] == tok.eot_id
+        out.append((tok.decode(row[:-1] if ended else row).removeprefix(" "), ended))
+    return out
+
+
+def gold_verdicts(prompts, responses):
+    """The toy world's gold judge on (prompt, (text, ended)) pairs."""
+    from data.toy.judge import judge
+    return [judge(p, text, ended) for p, (text, ended) in zip(prompts, responses)]
+
+
+def gather_lists(items, rt):
+    """Concatenate a list from every rank (evaluation split across ranks)."""
+    if not rt.ddp:
+        return items
+    out = [None] * rt.world_size
+    torch.distributed.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+# -----------------------------------------------------------------------------
+
+def main():
+    config = parse_config(PPOConfig)
+    rt = setup_runtime(config.device, config.dtype, config.seed)
+
+    # --- models: policy and value are trained; the reference and the reward model are frozen ------
+    policy, tok_name, _ = load_model(config.sft_dir)
+    ref_model, _, _ = load_model(config.sft_dir)
+    reward_model, rm_tok_name, rm_ckpt = load_model(config.reward_dir)
+    if reward_model.score_head is None or rm_ckpt is None or "reward_norm" not in rm_ckpt:
+        raise ValueError(f"reward_dir {config.reward_dir!r}: not a normalised reward model written by reward.py")
+    if rm_tok_name != tok_name:
+        raise ValueError(f"the reward model's tokenizer {rm_tok_name!r} is not the policy's {tok_name!r}")
+    if config.value_init == "reward":
+        value_model, _, _ = load_model(config.reward_dir)
+    elif config.value_init == "sft":
+        value_model = load_model(config.sft_dir)[0].add_scalar_head()
+    else:
+        raise ValueError(f"value_init {config.value_init!r}: expected 'reward' or 'sft'")
+    tok = get_tokenizer(tok_name)
+    block_size = policy.config.block_size
+
+    # --- data: prompts that leave room for max_new_tokens -------------------------------------------
+    prompt_ids, prompt_texts, n_long = [], [], 0
+    for i, r in enumerate(load_prompts(config.prompts)):
+        ids = tok.encode(format_prompt(r["prompt"]))
+        if len(ids) + config.max_new_tokens > block_size:
+            if not config.skip_long:
+                raise DataError(f"{config.prompts}:{r.get('line', i + 1)}: prompt of {len(ids)} tokens leaves no room for "
+                                f"max_new_tokens {config.max_new_tokens} in block_size {block_size}; pass --skip_long=True")
+            n_long += 1
+            continue
+        prompt_ids.append(ids)
+        prompt_texts.append(r["prompt"])
+    eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
+    if rt.master:
+        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
+        print(f"ppo: {len(prompt_ids)} prompts (skipped as too long: {n_long}); {config.batch_size * rt.world_size} rollouts "
+              f"per iteration = {config.batch_size} x {rt.world_size} processes; {config.total_iters} iterations; "
+              f"minibatch {config.minibatch_size} x {config.ppo_epochs} epochs; policy {policy.get_num_params() / 1e6:.2f}M "
+              f"parameters; device {rt.device}, dtype {rt.dtype}")
+
+    for m in (policy, ref_model, value_model, reward_model):
+        m.to(rt.device)
+    for m in (ref_model, reward_model):
+        m.eval().requires_grad_(False)
+    trainable = PolicyAndValue(policy, value_model).train()
+    optimizer = configure_adamw(trainable, config.learning_rate, config.weight_decay, (0.9, 0.95), rt.device_type)
+    model = torch.compile(trainable) if config.compile else trainable
+    if rt.ddp:
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    kl_ctl = AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
+    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
+                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
+
+    def evaluate(it):
+        """Gold judge, reward-model score and KL to the reference on the held-out toy prompts, at tau."""
+        records = shard(eval_records, rt) * config.eval_samples_per_prompt
+        batch = rollout(policy, ref_model, value_model, reward_model,
+                        [tok.encode(format_prompt(r["prompt"])) for r in records], tok, config, rt)
+        verdicts = gather_lists(gold_verdicts([r["prompt"] for r in records], decode_responses(tok, batch)), rt)
+        sums = all_reduce_sum(torch.stack([batch["raw_scores"].sum(), (batch["logp"] - batch["ref_logp"]).sum(),
+                                           torch.tensor(float(len(records)), device=rt.device)]))
+        from data.toy.judge import summarize
+        summary = summarize(verdicts)
+        return {"eval/gold_score": summary["score"], "eval/rm_score": (sums[0] / sums[2]).item(),
+                "eval/kl": (sums[1] / sums[2]).item(), "eval/harmful_refusal": summary["harmful_refusal"],
+                "eval/over_refusal": summary["over_refusal"], "eval/well_formed": summary["well_formed"],
+                **{f"eval/{k}": summary[k] for k in ("topic_correct", "math_correct", "unanswerable_idk") if k in summary}}
+
+    def save(it):
+        if rt.master:
+            save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok_name, extra={
+                "value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
+
+    if config.toy_eval:
+        logger.log(0, evaluate(0), config.total_iters)
+
+    # --- the training loop ---------------------------------------------------------------------------
+    for it in range(1, config.total_iters + 1):
+        t_start = time.time()
+        # 1. rollout: this rank's share of a global batch drawn the same way on every rank
+        ids = batch_indices(len(prompt_ids), config.batch_size * rt.world_size, config.seed, it)
+        ids = ids[rt.rank * config.batch_size:(rt.rank + 1) * config.batch_size]
+        policy.eval()
+        batch = rollout(policy, ref_model, value_model, reward_model, [prompt_ids[i] for i in ids], tok, config, rt)
+        policy.train()
+        mask, values, old_logp = batch["mask"], batch["values"], batch["logp"]
+        t_rollout = time.time() - t_start
+
+        # 2. rewards: the score at the last token, a KL penalty on every token
+        rewards, kl = kl_penalized_rewards(batch["logp"], batch["ref_logp"], batch["scores"], mask, kl_ctl.kl_coef)
+        if config.whiten_rewards:
+            rewards = masked_whiten(rewards, mask, shift_mean=False, distributed=rt.ddp)
+        # 3. advantages and value targets; returns are taken before the advantages are whitened
+        advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)
+        advantages = masked_whiten(advantages, mask, distributed=rt.ddp)
+
+        # 4. PPO epochs over shuffled minibatches
+        tokens, attention_mask, T0 = batch["tokens"], batch["attention_mask"], batch["T0"]
+        stats = []  # per minibatch: pg_loss, vf_loss, approx_kl, clipfrac, vf_clipfrac, entropy
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + it * 101 + rt.rank)
+        for epoch in range(config.ppo_epochs):
+            perm = torch.randperm(len(ids), generator=g).tolist()
+            for start in range(0, len(perm), config.minibatch_size):
+                mb = torch.tensor(perm[start:start + config.minibatch_size], device=rt.device)
+                mb_mask = mask[mb]
+                with rt.autocast:
+                    logits, all_values = model(tokens[mb], attention_mask[mb])  # (mb, T0 + T, vocab), (mb, T0 + T)
+                logits = logits[:, T0 - 1:-1].float()  # (mb, T, vocab): the logits that predict the response
+                logp = token_logprobs(logits, tokens[mb, T0:], config.temperature)  # (mb, T)
+                mb_values = all_values[:, T0 - 1:-1].float()  # (mb, T): V(s_t)
+                pg_loss, approx_kl, clipfrac = policy_loss(logp, old_logp[mb], advantages[mb], mb_mask, config.clip_coef)
+                vf_loss, vf_clipfrac = value_loss(mb_values, values[mb], returns[mb], mb_mask, config.clip_coef_vf)
+                entropy = masked_mean(entropy_from_logits(logits / config.temperature), mb_mask)
+                loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy
+                rt.scaler.scale(loss).backward()
+                optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
+                stats.append(torch.stack([pg_loss.detach(), vf_loss.detach(), approx_kl, clipfrac, vf_clipfrac, entropy.detach()]))
+
+        # --- logging: every number is averaged over all ranks -------------------------------------------
+        n = float(len(ids) * rt.world_size)
+        seq_kl = kl.sum(dim=1)  # (B,) the sampled KL(pi || pi_ref) of each response, in nats
+        sums = all_reduce_sum(torch.stack([
+            batch["raw_scores"].sum(), batch["scores"].sum(), seq_kl.sum(), mask.sum(), batch["ended"].float().sum(),
+            explained_variance(values, returns, mask) * len(ids)]))
+        update = all_reduce_sum(torch.stack(stats).mean(0)) / rt.world_size
+        metrics = {
+            "env/reward_mean": (sums[0] / n).item(), "env/score_with_penalty": (sums[1] / n).item(),
+            "objective/kl": (sums[2] / n).item(), "objective/kl_coef": kl_ctl.kl_coef,
+            "objective/entropy": update[5].item(), "ppo/loss/policy": update[0].item(),
+            "ppo/loss/value": update[1].item(), "ppo/approx_kl": update[2].item(), "ppo/clipfrac": update[3].item(),
+            "ppo/val/clipfrac": update[4].item(), "ppo/explained_variance": (sums[5] / n).item(),
+            "response/length": (sums[3] / n).item(), "response/ended": (sums[4] / n).item(),
+        }
+        responses = decode_responses(tok, batch) if (config.toy_eval or it % config.sample_interval == 0) else None
+        if config.toy_eval:
+            gold = [v["score"] for v in gold_verdicts([prompt_texts[i] for i in ids], responses)]
+            metrics["env/gold_score"] = (all_reduce_sum(torch.tensor([sum(gold)], device=rt.device)) / n).item()
+        if config.adaptive_kl:
+            kl_ctl.update(metrics["objective/kl"], int(n))
+        dt = time.time() - t_start
+        metrics["perf/tokens_per_s"] = sums[3].item() / dt  # response tokens sampled and trained on, all ranks
+        metrics["perf/rollout_fraction"] = t_rollout / dt
+        if it % config.log_interval == 0:
+            logger.log(it, metrics, config.total_iters)
+        if rt.master and it % config.sample_interval == 0:
+            with open(os.path.join(config.out_dir, "samples.txt"), "a") as f:
+                for i, (text, ended) in list(zip(ids, responses))[:4]:
+                    line = f"[iter {it}] {prompt_texts[i]!r} -> {text!r}{'' if ended else ' (no end)'}"
+                    f.write(line + "\n")
+                    print(line)
+        if it % config.eval_interval == 0 or it == config.total_iters:
+            if config.toy_eval:
+                logger.log(it, evaluate(it), config.total_iters)
+            save(it)
+            logger.plot(os.path.join(config.out_dir, "curves.png"),
+                        ["env/reward_mean", "env/gold_score", "objective/kl", "ppo/approx_kl", "ppo/clipfrac",
+                         "ppo/explained_variance", "response/length", "eval/gold_score"], "PPO")
+
+    logger.finish()
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    run_cli(main)

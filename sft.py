@@ -153,7 +153,7 @@ def main():
     resume_ckpt = None
     if config.resume:
         resume_ckpt = load_checkpoint(config.out_dir)
-        model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["config"]["tokenizer"]
+        model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["tokenizer"]
     elif config.init_from == "scratch":
         tok_name = config.tokenizer
         vocab_size = get_tokenizer(tok_name).vocab_size
@@ -214,7 +214,7 @@ def main():
 
     def save(step):
         if rt.master:
-            save_checkpoint(config.out_dir, raw_model, config, step, optimizer, rt.scaler)
+            save_checkpoint(config.out_dir, raw_model, config, step, tok_name, optimizer, rt.scaler)
 
     def print_samples(step):
         if not rt.master or config.num_samples <= 0:

@@ -175,13 +175,13 @@ from checkpoint import save_checkpoint
 from model import GPT, GPTConfig
 @dataclass
 class C:
-    tokenizer: str = "x"
+    note: str = "x"
 small = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8))
-save_checkpoint({str(tmp_path)!r}, small, C(), step=1)
+save_checkpoint({str(tmp_path)!r}, small, C(), step=1, tokenizer='x')
 print("saved", flush=True)
 big = GPT(GPTConfig(block_size=8, vocab_size=400_000, n_layer=1, n_head=1, n_embd=128))
 while True:
-    save_checkpoint({str(tmp_path)!r}, big, C(), step=2)
+    save_checkpoint({str(tmp_path)!r}, big, C(), step=2, tokenizer='x')
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "saved"

@@ -1,0 +1,33 @@
+# PPO on the toy world, on CPU, from the toy SFT and reward checkpoints.
+# Run after: python sft.py --config config/sft_toy.py && python reward.py --config config/reward_toy.py
+out_dir = "out/toy/ppo"
+sft_dir = "out/toy/sft"
+reward_dir = "out/toy/reward"
+value_init = "reward"
+prompts = "data/toy/rl_prompts.jsonl"
+toy_eval = True
+eval_prompts = "data/toy/eval_prompts.jsonl"
+
+batch_size = 64
+max_new_tokens = 64
+temperature = 1.0
+missing_eos_penalty = 1.0
+
+kl_coef = 0.05
+adaptive_kl = False
+
+total_iters = 120
+ppo_epochs = 4
+minibatch_size = 16
+learning_rate = 3e-4
+clip_coef = 0.2
+clip_coef_vf = 0.2
+vf_coef = 0.1
+gamma = 1.0
+lam = 0.95
+grad_clip = 1.0
+
+eval_interval = 20
+sample_interval = 20
+device = "cpu"
+dtype = "bfloat16"
