@@ -1,0 +1,303 @@
+"""
+dpo.py -- Direct Preference Optimization (Rafailov et al. 2023): fit the policy to preference pairs
+directly, with the frozen SFT model as the reference and no reward model or sampling in the loop.
+Also IPO (Azar et al. 2023) and conservative DPO (label smoothing, Mitchell 2023).
+
+With the sequence log-probs log pi(y|x) = sum over response tokens (and end-of-text) of log pi(y_t|x, y_<t)
+-- prompt and padding masked exactly as in sft.py --
+
+    h = (log pi(y_c|x) - log pi_ref(y_c|x)) - (log pi(y_r|x) - log pi_ref(y_r|x))
+    sigmoid (DPO):        L = -log sigma(beta * h)
+    conservative DPO:     L = -(1 - eps) log sigma(beta * h) - eps log sigma(-beta * h)
+    ipo:                  L = (h - 1 / (2 * beta))^2
+    implicit rewards:     r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))     (detached, for logging)
+
+The reference log-probs are computed once, before training, for every pair (the reference is frozen,
+so recomputing them each step would only repeat the same forward passes); the frozen reference is
+then freed.
+
+Run (toy world on CPU, after sft.py; about 2 minutes):
+    python dpo.py --config config/dpo_toy.py
+GPT-2-small on HH-RLHF (one GPU), or several with torchrun:
+    python dpo.py --config config/dpo_gpt2_hh.py
+    torchrun --standalone --nproc_per_node=8 dpo.py --config config/dpo_gpt2_hh.py
+
+Deviations: none in the loss. The toy config stops early (early_stop_patience) when the held-out
+preference accuracy stops improving, because DPO on a tiny model over-optimises within a few hundred
+steps (see the README's DPO experiment).
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from checkpoint import load_model, prepare_out_dir, save_checkpoint
+from configurator import parse_config, run_cli
+from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
+from logger import MetricsLogger
+from model import token_logprobs
+from optim import configure_adamw, lr_at, optimizer_step, set_lr
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from sampling import generate_responses
+from sft import build_example, collate
+from tokenizer import get_tokenizer
+
+
+@dataclass
+class DPOConfig:
+    # I/O
+    out_dir: str = "out/dpo"  # checkpoint, metrics.jsonl, curves.png
+    overwrite: bool = False  # allow replacing a run that already lives in out_dir
+    init_from: str = "out/sft"  # the SFT checkpoint: the initial policy and the frozen reference
+    # data
+    train_data: str = "data/hh_rlhf/prefs_train.jsonl"  # JSONL {"prompt","chosen","rejected"}
+    val_data: str = "data/hh_rlhf/prefs_val.jsonl"  # held-out pairs (loss, reward accuracy, early stop)
+    skip_long: bool = False  # drop (and count) pairs longer than block_size instead of stopping with an error
+    # loss
+    beta: float = 0.1  # beta: strength of the implicit KL constraint to the reference
+    loss_type: str = "sigmoid"  # 'sigmoid' (DPO) or 'ipo'
+    label_smoothing: float = 0.0  # eps of conservative DPO: the assumed rate of flipped labels (sigmoid only)
+    # optimisation
+    batch_size: int = 8  # pairs per micro-batch per process
+    grad_accum_steps: int = 4  # micro-batches per optimizer step (per process)
+    max_iters: int = 1000  # optimizer steps
+    learning_rate: float = 5e-7  # peak AdamW learning rate
+    min_lr: float = 5e-7  # learning rate at the end of the cosine decay (= learning_rate: constant)
+    warmup_iters: int = 50  # linear warm-up steps
+    weight_decay: float = 0.0  # AdamW weight decay on 2-D weights
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
+    grad_clip: float = 1.0  # max global gradient norm (0 = no clipping)
+    dropout: float = 0.0  # dropout while training (the reference log-probs are always without)
+    overfit_batch: bool = False  # debugging: train on the same first batch every step
+    # evaluation, early stopping and logging
+    eval_interval: int = 100  # steps between validation metrics + checkpoint
+    eval_max_pairs: int = 1000  # validation pairs used (0 = all)
+    early_stop_patience: int = 0  # stop after this many evaluations without a better val accuracy (0 = never);
+    # the checkpoint kept is the best one
+    log_interval: int = 10  # steps between training lines
+    toy_eval: bool = False  # the data is the toy world: sample eval prompts and score them with the gold judge
+    eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out toy prompts for the gold score
+    max_new_tokens: int = 96  # response length limit when sampling for the gold score
+    wandb_project: str = None  # log to Weights & Biases under this project (pip install wandb)
+    # system
+    device: str = "auto"  # 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1'
+    dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
+    compile: bool = False  # torch.compile the policy
+    seed: int = 1337
+
+
+# -----------------------------------------------------------------------------
+# learning logic
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
+             loss_type="sigmoid", label_smoothing=0.0):
+    """Per-pair DPO / conservative DPO / IPO losses and the detached implicit rewards; all inputs (B,)."""
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps  # log pi(y_c|x) - log pi_ref(y_c|x)
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    h = chosen_logratios - rejected_logratios  # (B,)
+    if loss_type == "sigmoid":
+        # -(1 - eps) log sigma(beta h) - eps log sigma(-beta h)   (eps = 0: Rafailov et al. 2023, eq. 7)
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    elif loss_type == "ipo":
+        # (h - 1 / (2 beta))^2   (Azar et al. 2023, eq. 17)
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"loss_type {loss_type!r}: expected 'sigmoid' or 'ipo'")
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def sequence_logps(logits, labels):
+    """Sum of log pi(label_t | ...) over the supervised positions (labels != -100): logits (B, T, vocab),
+    labels (B, T) -> (B,). The prompt and the padding contribute nothing."""
+    mask = labels != -100
+    logps = token_logprobs(logits, labels.clamp(min=0))  # (B, T); the clamp only makes ignored ids valid indices
+    return (logps * mask).sum(dim=1)
+
+
+def tokenize_pairs(records, tok, block_size, path, skip_long):
+    """records -> [(chosen_example, rejected_example)], each (inputs, labels) as in sft.build_example;
+    identical chosen and rejected are skipped and counted."""
+    pairs, n_identical, n_long = [], 0, 0
+    for i, r in enumerate(records):
+        if r["chosen"] == r["rejected"]:
+            n_identical += 1
+            continue
+        prompt = tok.encode(format_prompt(r["prompt"]))
+        chosen = build_example(prompt, tok.encode(format_response(r["chosen"])), tok.eot_id)
+        rejected = build_example(prompt, tok.encode(format_response(r["rejected"])), tok.eot_id)
+        longest = max(len(chosen[0]), len(rejected[0]))
+        if longest > block_size:
+            if skip_long:
+                n_long += 1
+                continue
+            raise DataError(f"{path}:{r.get('line', i + 1)}: pair of {longest + 1} tokens is longer than "
+                            f"block_size {block_size} (+1); shorten it or pass --skip_long=True")
+        pairs.append((chosen, rejected))
+    if not pairs:
+        raise DataError(f"{path}: no usable pairs ({n_identical} identical, {n_long} too long)")
+    return pairs, n_identical, n_long
+
+
+def concatenated_logps(model, pairs, pad_id, rt):
+    """Chosen and rejected in one forward pass: (chosen logps (B,), rejected logps (B,))."""
+    x, y = collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, rt.device)  # (2B, T)
+    with rt.autocast:
+        logits, _ = model(x)
+    logps = sequence_logps(logits.float(), y)  # (2B,)
+    return logps[:len(pairs)], logps[len(pairs):]
+
+
+# -----------------------------------------------------------------------------
+
+def main():
+    config = parse_config(DPOConfig)
+    if config.loss_type not in ("sigmoid", "ipo"):
+        raise ValueError(f"loss_type {config.loss_type!r}: expected 'sigmoid' or 'ipo'")
+    rt = setup_runtime(config.device, config.dtype, config.seed)
+
+    # --- the policy (trained) and the reference (frozen), both from SFT ----------------------------------
+    policy, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
+    ref_model, _, _ = load_model(config.init_from)
+    tok = get_tokenizer(tok_name)
+    block_size = policy.config.block_size
+
+    # --- data, validated before anything is written ------------------------------------------------------
+    train, n_identical, n_long = tokenize_pairs(load_prefs(config.train_data), tok, block_size, config.train_data, config.skip_long)
+    val, _, _ = tokenize_pairs(load_prefs(config.val_data), tok, block_size, config.val_data, config.skip_long)
+    if config.eval_max_pairs:
+        val = val[:config.eval_max_pairs]
+    eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
+    if rt.master:
+        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
+    global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
+    if rt.master:
+        print(f"dpo: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
+              f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
+              f"{config.max_iters} steps; loss {config.loss_type}, beta {config.beta}, label smoothing {config.label_smoothing}")
+
+    # --- the reference log-probs, once (each rank computes them all: it needs any pair it may draw) -----
+    ref_model.to(rt.device).eval()
+    with torch.no_grad():
+        def reference_logps(pairs):
+            out = [torch.stack(concatenated_logps(ref_model, pairs[i:i + 64], tok.pad_id, rt), dim=1)
+                   for i in range(0, len(pairs), 64)]
+            return torch.cat(out)  # (N, 2): [chosen, rejected]
+        ref_train, ref_val = reference_logps(train), reference_logps(val)
+    del ref_model
+
+    policy.to(rt.device)
+    optimizer = configure_adamw(policy, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
+    model = torch.compile(policy) if config.compile else policy
+    if rt.ddp:
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
+                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
+
+    def pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps):
+        """Sums over pairs of the logged quantities (divided by the number of pairs later)."""
+        return torch.stack([losses.detach().sum(), chosen_rewards.sum(), rejected_rewards.sum(),
+                            (chosen_rewards > rejected_rewards).float().sum(), (chosen_rewards - rejected_rewards).sum(),
+                            chosen_logps.detach().sum(), rejected_logps.detach().sum()])
+
+    names = ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"]
+
+    @torch.no_grad()
+    def evaluate_pairs():
+        model.eval()
+        sums = torch.zeros(len(names) + 1, device=rt.device)
+        indices = shard(list(range(len(val))), rt)
+        for i in range(0, len(indices), config.batch_size):
+            idx = indices[i:i + config.batch_size]
+            c, r = concatenated_logps(model, [val[j] for j in idx], tok.pad_id, rt)
+            ref = ref_val[idx]
+            out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
+            sums[:-1] += pair_metrics(*out, c, r)
+            sums[-1] += len(idx)
+        all_reduce_sum(sums)
+        model.train()
+        return {f"val/{n}": (sums[k] / sums[-1]).item() for k, n in enumerate(names)}
+
+    def gold_eval():
+        """Sample the held-out toy prompts at temperature 1 and score them with the gold judge (all ranks
+        take part in nothing here: rank 0 only)."""
+        from data.toy.judge import judge, summarize
+        policy.eval()
+        prompts = [r["prompt"] for r in eval_records]
+        responses = generate_responses(policy, tok, prompts, config.max_new_tokens, temperature=1.0,
+                                       device=rt.device, autocast=rt.autocast)
+        policy.train()
+        s = summarize([judge(p, t, e) for p, (t, e) in zip(prompts, responses)])
+        return {"eval/gold_score": s["score"], "eval/harmful_refusal": s["harmful_refusal"],
+                "eval/over_refusal": s["over_refusal"], "eval/well_formed": s["well_formed"]}
+
+    # --- the training loop -----------------------------------------------------------------------------------
+    model.train()
+    best_acc, evals_since_best, step = -1.0, 0, 0
+    t_last = time.time()
+    while step < config.max_iters:
+        lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
+        set_lr(optimizer, lr)
+        indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)
+        sums = torch.zeros(len(names), device=rt.device)
+        for micro in range(config.grad_accum_steps):
+            start = (micro * rt.world_size + rt.rank) * config.batch_size
+            idx = indices[start:start + config.batch_size]
+            sync_context = model.no_sync() if rt.ddp and micro < config.grad_accum_steps - 1 else contextlib.nullcontext()
+            with sync_context:
+                chosen_logps, rejected_logps = concatenated_logps(model, [train[i] for i in idx], tok.pad_id, rt)  # (B,), (B,)
+                ref = ref_train[idx]  # (B, 2)
+                losses, chosen_rewards, rejected_rewards = dpo_loss(chosen_logps, rejected_logps, ref[:, 0], ref[:, 1],
+                                                                    config.beta, config.loss_type, config.label_smoothing)
+                # mean over every pair of the optimizer step; DDP averages over ranks, hence * world_size
+                rt.scaler.scale(losses.sum() * rt.world_size / global_batch).backward()
+            sums += pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps)
+        grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
+        metrics = {n: v for n, v in zip(names, (all_reduce_sum(sums) / global_batch).tolist())}
+        step += 1
+        if not math.isfinite(metrics["loss"]):
+            raise FloatingPointError(f"training loss became {metrics['loss']} at step {step}; stopping. The last good "
+                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')}")
+        if step % config.log_interval == 0 or step == config.max_iters:
+            dt, t_last = time.time() - t_last, time.time()
+            metrics.update({"lr": lr, "time_per_step_s": dt / config.log_interval})
+            if grad_norm is not None:
+                metrics["grad_norm"] = grad_norm.item()
+            logger.log(step, metrics, config.max_iters)
+        if step % config.eval_interval == 0 or step == config.max_iters:
+            val_metrics = evaluate_pairs()
+            if config.toy_eval and rt.master:
+                val_metrics.update(gold_eval())
+            logger.log(step, val_metrics, config.max_iters)
+            logger.plot(os.path.join(config.out_dir, "curves.png"),
+                        ["loss", "val/loss", "rewards/margins", "val/rewards/accuracies", "logps/chosen", "logps/rejected",
+                         "eval/gold_score"], "DPO")
+            improved = val_metrics["val/rewards/accuracies"] > best_acc
+            # with early stopping the checkpoint kept is the best one; without, the latest
+            if rt.master and (improved or not config.early_stop_patience):
+                save_checkpoint(config.out_dir, policy, config, step, tok_name, optimizer, rt.scaler,
+                                extra={"val_metrics": val_metrics})
+            if improved:
+                best_acc, evals_since_best = val_metrics["val/rewards/accuracies"], 0
+            else:
+                evals_since_best += 1
+                if config.early_stop_patience and evals_since_best >= config.early_stop_patience:
+                    if rt.master:
+                        print(f"dpo: early stop at step {step}: val accuracy has not improved on {best_acc:.4f} "
+                              f"for {evals_since_best} evaluations; the checkpoint is the best one")
+                    break
+    logger.finish()
+    teardown(rt)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,135 @@
+"""dpo.py: each loss variant against values worked by hand, the policy == reference case, masking,
+the loss falling on a fixed batch, bad data and a smoke run."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from checkpoint import save_checkpoint
+from dpo import dpo_loss, sequence_logps
+from model import GPT, GPTConfig
+from sft import build_example, collate
+from tokenizer import CharTokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def t(*xs):
+    return torch.tensor(xs, dtype=torch.float32)
+
+
+def test_policy_equal_to_reference_gives_ln2_zero_rewards_zero_accuracy():
+    logps = t(-3.0, -7.5)
+    losses, rc, rr = dpo_loss(logps, logps + 1, logps, logps + 1, beta=0.1)
+    assert torch.allclose(losses, torch.full((2,), math.log(2)))
+    assert (rc == 0).all() and (rr == 0).all() and (rc > rr).float().mean() == 0
+
+
+def test_variants_by_hand():
+    # log-ratios: chosen -1 - (-2) = +1, rejected -3 - (-2) = -1, so h = 2; beta = 0.5, beta h = 1
+    args = (t(-1.0), t(-3.0), t(-2.0), t(-2.0))
+    sig = math.log(1 + math.exp(-1.0))  # -log sigma(1) = 0.3132617
+    losses, rc, rr = dpo_loss(*args, beta=0.5)
+    assert losses.item() == pytest.approx(sig) and rc.item() == pytest.approx(0.5) and rr.item() == pytest.approx(-0.5)
+    # conservative DPO, eps = 0.1: 0.9 * (-log sigma(1)) + 0.1 * (-log sigma(-1)) = 0.9 * 0.31326 + 0.1 * 1.31326
+    losses, _, _ = dpo_loss(*args, beta=0.5, label_smoothing=0.1)
+    assert losses.item() == pytest.approx(0.9 * sig + 0.1 * (sig + 1.0))
+    # IPO: (h - 1 / (2 beta))^2 = (2 - 1)^2 = 1
+    losses, _, _ = dpo_loss(*args, beta=0.5, loss_type="ipo")
+    assert losses.item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="loss_type 'hinge'"):
+        dpo_loss(*args, beta=0.5, loss_type="hinge")
+
+
+def test_sequence_logps_sum_only_response_tokens_and_ignore_padding():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=10, n_layer=1, n_head=1, n_embd=8)).eval()
+    prompt, response = [3, 4, 5], [6, 7]
+    alone = collate([build_example(prompt, response, 1)], pad_id=0, device="cpu")
+    padded = collate([build_example(prompt, response, 1), build_example([3] * 8, [6], 1)], pad_id=0, device="cpu")
+    with torch.no_grad():
+        logits_alone, _ = model(alone[0])
+        logits_padded, _ = model(padded[0])
+        full = torch.log_softmax(model(torch.tensor([prompt + response + [1]]))[0][0], -1)
+    # by hand: log p(6 | 3 4 5) + log p(7 | ... 6) + log p(eot | ... 7)
+    by_hand = full[2, 6] + full[3, 7] + full[4, 1]
+    assert torch.allclose(sequence_logps(logits_alone, alone[1]), by_hand[None], atol=1e-5)
+    assert torch.allclose(sequence_logps(logits_padded, padded[1])[0], by_hand, atol=1e-5)
+
+
+def test_loss_falls_on_a_fixed_batch():
+    torch.manual_seed(0)
+    policy = GPT(GPTConfig(block_size=16, vocab_size=10, n_layer=1, n_head=2, n_embd=16))
+    x, y = collate([build_example([3, 4], [5, 6], 1), build_example([3, 4], [7, 8], 1)], 0, "cpu")
+    with torch.no_grad():
+        ref = sequence_logps(policy(x)[0], y)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(10):
+        logps = sequence_logps(policy(x)[0], y)
+        loss, _, _ = dpo_loss(logps[:1], logps[1:], ref[:1], ref[1:], beta=0.1)
+        opt.zero_grad()
+        loss.mean().backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(math.log(2), abs=1e-6) and losses[-1] < losses[0] - 0.05
+
+
+@dataclass
+class _Cfg:
+    note: str = "a stand-in for a stage's config"
+
+
+@pytest.fixture(scope="module")
+def tiny_sft(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_dpo")
+    words = ["apple", "pear", "plum", "fig"]
+    prefs = [{"prompt": f"say {w}", "chosen": w, "rejected": "no"} for w in words * 3]
+    with open(d / "prefs.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in prefs)
+    tok = CharTokenizer.from_texts(["### Human: ### Assistant:\n"] + [r["prompt"] + r["chosen"] + r["rejected"] for r in prefs])
+    tok.save(str(d / "vocab.json"))
+    (d / "sft").mkdir()
+    torch.manual_seed(0)
+    save_checkpoint(str(d / "sft"), GPT(GPTConfig(block_size=48, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)),
+                    _Cfg(), step=0, tokenizer=str(d / "vocab.json"))
+    return d
+
+
+def run_dpo(d, out, **overrides):
+    args = dict(init_from=d / "sft", train_data=d / "prefs.jsonl", val_data=d / "prefs.jsonl", out_dir=out,
+                batch_size=4, grad_accum_steps=1, max_iters=4, learning_rate=1e-3, min_lr=1e-3, warmup_iters=0,
+                eval_interval=2, log_interval=1, device="cpu", dtype="float32")
+    args.update(overrides)
+    cmd = [sys.executable, os.path.join(ROOT, "dpo.py")] + [f"--{k}={v}" for k, v in args.items()]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("loss_type,label_smoothing", [("sigmoid", 0.0), ("sigmoid", 0.1), ("ipo", 0.0)])
+def test_smoke_run(tiny_sft, tmp_path, loss_type, label_smoothing):
+    result = run_dpo(tiny_sft, tmp_path / "dpo", loss_type=loss_type, label_smoothing=label_smoothing)
+    assert result.returncode == 0, result.stdout + result.stderr
+    first = json.loads(open(tmp_path / "dpo" / "metrics.jsonl").readline())
+    assert first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0  # step 1 starts at the reference
+    if loss_type == "sigmoid" and label_smoothing == 0:
+        assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert (tmp_path / "dpo" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("record,expected", [
+    ({"prompt": "say fig", "rejected": "no"}, r"prefs.jsonl:2: missing key 'chosen'"),
+    ({"prompt": "say fig " * 8, "chosen": "fig", "rejected": "no"}, r"prefs.jsonl:2: pair of \d+ tokens is longer than block_size 48"),
+])
+def test_bad_data(tiny_sft, tmp_path, record, expected):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text(json.dumps({"prompt": "say fig", "chosen": "fig", "rejected": "no"}) + "\n" + json.dumps(record) + "\n")
+    result = run_dpo(tiny_sft, tmp_path / "out", train_data=bad)
+    import re
+    assert result.returncode == 2 and re.search(expected, result.stderr.strip()), result.stderr
+    assert not (tmp_path / "out").exists()
