@@ -1,0 +1,24 @@
+# DPO on the toy world, on CPU, from the toy SFT checkpoint.
+# Run after: python sft.py --config config/sft_toy.py
+out_dir = "out/toy/dpo"
+init_from = "out/toy/sft"
+train_data = "data/toy/prefs_train.jsonl"
+val_data = "data/toy/prefs_val.jsonl"
+toy_eval = True
+eval_prompts = "data/toy/eval_prompts.jsonl"
+
+beta = 0.1
+loss_type = "sigmoid"
+batch_size = 32
+grad_accum_steps = 1
+max_iters = 150
+learning_rate = 2e-4
+min_lr = 2e-4
+warmup_iters = 10
+
+eval_interval = 25
+early_stop_patience = 2
+log_interval = 10
+max_new_tokens = 64
+device = "cpu"
+dtype = "bfloat16"
