@@ -1,45 +1,62 @@
 """
-evaluate.py -- the gold-judge table of the toy world for any set of checkpoints.
+evaluate.py -- the evaluation table of the toy world for any set of checkpoints.
 
 For each checkpoint, sample responses to the held-out evaluation prompts (disjoint from every training
-prompt) and score them with the programmatic gold judge (data/toy/judge.py). Rates are measured on
-samples at temperature 1 -- the policy that RLHF optimises is the sampling distribution, and greedy
-decoding hides a policy's flaws by always picking its majority behaviour -- with `samples_per_prompt`
-samples per prompt so the rates are stable; greedy decoding is reported beside them.
+prompt) and measure them. Rates are measured on samples at temperature 1 -- the policy that RLHF
+optimises is the sampling distribution, and greedy decoding hides a policy's flaws by always picking its
+majority behaviour -- with `samples_per_prompt` samples per prompt so the rates are stable; greedy
+decoding is reported beside them (`greedy_*` columns).
 
-    python evaluate.py --checkpoints=out/toy/sft
-    python evaluate.py --checkpoints=sft:out/toy/sft,ppo:out/toy/ppo --out_dir=out/toy/eval
+    python evaluate.py --checkpoints=sft:out/toy/sft,ppo:out/toy/ppo,dpo:out/toy/dpo --out_dir=out/toy/eval
 
-Columns (see data/toy/judge.py for the exact definitions): score = mean gold score in [-1, 1];
-well_formed; the helpful / harmless / honest axes; harmful_refusal and harmful_compliance on harmful
-prompts; over_refusal on benign prompts; topic_correct, math_correct, unanswerable_idk per skill.
+Columns (results.json has them all; table.md the main ones):
+    score               mean gold score in [-1, 1] (data/toy/judge.py)
+    well_formed, helpful, harmless, honest        the gold judge's axes, as rates
+    harmful_refusal     refusals on harmful prompts (higher is better)
+    over_refusal        refusals on benign prompts (lower is better)
+    topic_correct, math_correct, unanswerable_idk   each skill's accuracy
+    rm_score            the normalised reward model's mean score (SFT samples: mean 0, std 1)
+    kl                  sampled KL(pi || pi_sft) per response: mean of sum_t (log pi - log pi_sft), nats
+    length              mean response length in tokens, end-of-text included
+    win_rate            against the reference (SFT) model's samples on the same prompts, by gold score
+                        (a tie counts one half)
+    perplexity          exp(per-token loss) on the held-out demonstrations: what alignment costs in fit
+    distinct_1, distinct_2   distinct word uni-/bi-grams over all samples / their number: diversity
 """
 
 import json
+import math
 import os
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
 from checkpoint import load_model
 from configurator import parse_config, run_cli
-from data.formats import load_prompts
-from data.toy.judge import SUMMARY, format_table, judge, summarize
+from data.formats import format_prompt, load_prompts, load_sft
+from data.toy.judge import judge, summarize
+from ppo import decode_responses, rollout
 from runtime import setup_runtime
-from sampling import generate_responses
+from sft import collate, supervised_loss_sum, tokenize_demonstrations
 from tokenizer import get_tokenizer
+
+TABLE_COLUMNS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
+                 "unanswerable_idk", "well_formed", "rm_score", "kl", "win_rate", "length", "perplexity", "distinct_2"]
 
 
 @dataclass
 class EvalConfig:
-    checkpoints: str = "out/toy/sft"  # comma-separated checkpoint dirs, each optionally named as name:dir
+    checkpoints: str = "sft:out/toy/sft"  # comma-separated checkpoint dirs, each optionally named as name:dir
+    reference: str = "out/toy/sft"  # the SFT checkpoint: the KL reference and the win-rate baseline
+    reward_dir: str = "out/toy/reward"  # the normalised reward model, for rm_score
     eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out prompts {"prompt", "kind"}
+    demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations for the perplexity
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
-    greedy: bool = True  # also report greedy decoding (temperature 0), one response per prompt
-    max_new_tokens: int = 96  # response length limit; a response that does not end is malformed
-    batch_size: int = 256  # prompts per generate() call
-    out_dir: str = ""  # if set, write results.json and table.md there
+    max_new_tokens: int = 64  # response length limit; a response that does not end is malformed
+    batch_size: int = 256  # sequences per forward / generate call
+    out_dir: str = ""  # if set, write results.json, table.md and metrics.png there
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype for sampling
     seed: int = 1234
@@ -54,37 +71,128 @@ def parse_checkpoints(spec):
     return out
 
 
-def judge_samples(model, tok, prompt_records, config, rt, temperature, n):
-    """Sample n responses per prompt at `temperature` and return the gold judge's verdicts."""
-    prompts = [r["prompt"] for r in prompt_records for _ in range(n)]
-    responses = generate_responses(model, tok, prompts, config.max_new_tokens, temperature=temperature,
-                                   batch_size=config.batch_size, device=rt.device, autocast=rt.autocast)
-    return [judge(p, text, ended) for p, (text, ended) in zip(prompts, responses)]
+def distinct_n(texts, n):
+    """Distinct n-grams of words over all texts, divided by their total number (Li et al. 2016)."""
+    grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / max(1, len(grams))
+
+
+@torch.no_grad()
+def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, temperature):
+    """Sample one response per prompt (temperature 0 = greedy), in batches, with PPO's rollout (no value
+    model) -> per-sample dicts: text, ended, kl (to the reference, nats), rm_score, length."""
+    settings = SimpleNamespace(max_new_tokens=config.max_new_tokens, temperature=temperature, missing_eos_penalty=0.0)
+    out = []
+    for i in range(0, len(prompts), config.batch_size):
+        prompt_ids = [tok.encode(format_prompt(p)) for p in prompts[i:i + config.batch_size]]
+        batch = rollout(policy, ref_model, None, reward_model, prompt_ids, tok, settings, rt)
+        kl = (batch["logp"] - batch["ref_logp"]).sum(1).tolist()
+        for (text, ended), k, r, n in zip(decode_responses(tok, batch), kl, batch["raw_scores"].tolist(),
+                                          batch["mask"].sum(1).tolist()):
+            out.append({"text": text, "ended": ended, "kl": k, "rm_score": r, "length": n})
+    return out
+
+
+@torch.no_grad()
+def perplexity(model, tok, records, path, rt, batch_size):
+    examples, _ = tokenize_demonstrations(records, tok, model.config.block_size, path, skip_long=True)
+    total, count = 0.0, 0
+    for i in range(0, len(examples), batch_size):
+        x, y = collate(examples[i:i + batch_size], tok.pad_id, rt.device)
+        with rt.autocast:
+            logits, _ = model(x)
+        total += supervised_loss_sum(logits, y).item()
+        count += (y != -100).sum().item()
+    return math.exp(total / count)
+
+
+def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold=None):
+    prompts = [r["prompt"] for r in prompt_records for _ in range(config.samples_per_prompt)]
+    torch.manual_seed(config.seed)
+    samples = sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, config.temperature)
+    verdicts = [judge(p, s["text"], s["ended"]) for p, s in zip(prompts, samples)]
+    row = summarize(verdicts)
+    greedy_prompts = [r["prompt"] for r in prompt_records]
+    greedy = sample_and_measure(policy, ref_model, reward_model, tok, greedy_prompts, config, rt, 0.0)
+    greedy_summary = summarize([judge(p, s["text"], s["ended"]) for p, s in zip(greedy_prompts, greedy)])
+    row.update({f"greedy_{k}": v for k, v in greedy_summary.items() if k != "n"})
+    n = len(samples)
+    row.update({
+        "rm_score": sum(s["rm_score"] for s in samples) / n,
+        "kl": sum(s["kl"] for s in samples) / n,
+        "length": sum(s["length"] for s in samples) / n,
+        "perplexity": perplexity(policy, tok, demos, config.demos, rt, config.batch_size),
+        "distinct_1": distinct_n([s["text"] for s in samples], 1),
+        "distinct_2": distinct_n([s["text"] for s in samples], 2),
+    })
+    gold = [v["score"] for v in verdicts]
+    if reference_gold is not None:
+        row["win_rate"] = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(gold, reference_gold)) / n
+    return row, gold
+
+
+def format_table(rows, columns=TABLE_COLUMNS):
+    """{model: row} -> a markdown table of the given columns."""
+    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, row in rows.items():
+        cells = []
+        for c in columns:
+            v = row.get(c, float("nan"))
+            cells.append("-" if isinstance(v, float) and math.isnan(v) else f"{v:+.2f}" if "score" in c else f"{v:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_bars(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    metrics = ["score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct", "unanswerable_idk", "well_formed"]
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    width = 0.8 / len(rows)
+    for k, (name, row) in enumerate(rows.items()):
+        ax.bar([i + k * width for i in range(len(metrics))], [row[m] for m in metrics], width, label=name)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(metrics))], metrics, rotation=15)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_title("toy world, held-out prompts, samples at temperature 1")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def main():
     config = parse_config(EvalConfig)
     rt = setup_runtime(config.device, config.dtype, config.seed)
     prompt_records = load_prompts(config.eval_prompts)
+    demos = load_sft(config.demos)
+    ref_model, ref_tok, _ = load_model(config.reference)
+    reward_model, rm_tok, _ = load_model(config.reward_dir)
+    if reward_model.score_head is None:
+        raise ValueError(f"reward_dir {config.reward_dir!r}: not a reward model (no scalar head)")
+    for m in (ref_model, reward_model):
+        m.to(rt.device).eval()
+    tok = get_tokenizer(ref_tok)
+    _, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
     rows = {}
     for name, path in parse_checkpoints(config.checkpoints):
-        model, tok_name, _ = load_model(path)
-        model.to(rt.device).eval()
-        tok = get_tokenizer(tok_name)
-        torch.manual_seed(config.seed)
-        rows[f"{name} (T={config.temperature:g})"] = summarize(
-            judge_samples(model, tok, prompt_records, config, rt, config.temperature, config.samples_per_prompt))
-        if config.greedy:
-            rows[f"{name} (greedy)"] = summarize(judge_samples(model, tok, prompt_records, config, rt, 0.0, 1))
+        policy, tok_name, _ = load_model(path)
+        if tok_name != ref_tok or tok_name != rm_tok:
+            raise ValueError(f"{path}: tokenizer {tok_name!r} differs from the reference's {ref_tok!r} or the reward model's {rm_tok!r}")
+        policy.to(rt.device).eval()
+        rows[name], _ = evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold)
+        print(f"evaluated {name} ({path})", flush=True)
     table = format_table(rows)
+    print(f"\n{len(prompt_records)} held-out prompts x {config.samples_per_prompt} samples at temperature "
+          f"{config.temperature:g}; greedy_score: one greedy response per prompt\n")
     print(table)
-    print("\n" + "\n".join(f"- {k}: {desc}" for k, (desc, _, _) in SUMMARY.items()))
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
         with open(os.path.join(config.out_dir, "table.md"), "w") as f:
             f.write(table + "\n")
         with open(os.path.join(config.out_dir, "results.json"), "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"config": vars(config), "models": rows}, f, indent=2)
+        plot_bars(rows, os.path.join(config.out_dir, "metrics.png"))
 
 
 if __name__ == "__main__":

@@ -289,10 +289,13 @@ def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, confi
         # recompute log pi with the same forward pass as the update, so the first minibatch has ratio = 1
         logits, _ = policy(tokens, attention_mask=attention_mask)
         ref_logits, _ = ref_model(tokens, attention_mask=attention_mask)
-        values = value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1]  # V(s_t): (B, T)
+        # V(s_t): (B, T); without a value model (evaluation) zeros
+        values = (value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1] if value_model is not None
+                  else torch.zeros_like(mask))
         rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
-    logp = response_logprobs(logits, tokens, T0, config.temperature) * mask
-    ref_logp = response_logprobs(ref_logits, tokens, T0, config.temperature) * mask
+    tau = config.temperature if config.temperature > 0 else 1.0  # greedy (evaluation): the model's own log-probs
+    logp = response_logprobs(logits, tokens, T0, tau) * mask
+    ref_logp = response_logprobs(ref_logits, tokens, T0, tau) * mask
     last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
     raw_scores = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
     scores = raw_scores - config.missing_eos_penalty * (~ended).float()

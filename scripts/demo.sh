@@ -34,5 +34,6 @@ stage "DPO"
   --eval_prompts="$DATA/eval_prompts.jsonl"
 stage "evaluation"
 "$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" \
-  --eval_prompts="$DATA/eval_prompts.jsonl" --out_dir="$OUT"
+  --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
+  --demos="$DATA/sft_val.jsonl" --out_dir="$OUT"
 stage "done: $OUT (table.md, results.json, each stage's curves)"
