@@ -17,7 +17,7 @@ min_lr = 2e-4
 warmup_iters = 10
 
 eval_interval = 25
-early_stop_patience = 2
+max_chosen_drop = 0.5  # stop before DPO pushes probability off the chosen answers (see dpo.py)
 log_interval = 10
 max_new_tokens = 64
 device = "cpu"
