@@ -5,9 +5,10 @@ Writes the toy assistant world's data files (seconds, no network):
 
     sft_train.jsonl, sft_val.jsonl      demonstrations {"prompt", "response", "kind", "flaw"}, flawed
                                         at the exact rates of world.FLAWS ("flaw" is null when ideal)
-    prefs_train.jsonl, prefs_val.jsonl  {"prompt", "chosen", "rejected", "kind"}: an ideal and a flawed
-                                        response ranked by the gold judge, then PREF_LABEL_NOISE of
-                                        the pairs of each kind swapped
+    prefs_train.jsonl, prefs_val.jsonl  {"prompt", "chosen", "rejected", "kind"}: the ideal response and
+                                        a worse one (REJECTED_MIX: the kind's flaws, another sentence of
+                                        the world, or a malformed one) ranked by the gold judge, then
+                                        PREF_LABEL_NOISE of the pairs of each kind swapped
     rl_prompts.jsonl                    {"prompt", "kind"}: every training prompt once
     eval_prompts.jsonl                  {"prompt", "kind"}: EVAL_PER_KIND held-out prompts per kind,
                                         disjoint from every prompt in the files above
@@ -52,6 +53,23 @@ def demonstrations(prompts_by_kind, n, rng):
     return out
 
 
+# what the rejected response of a preference pair is: the kind's demonstrated flaws, any other
+# sentence of the world (a response the policy could move to), or a malformed one. Real preference
+# data compares the policy's own samples; a reward model that has only seen each kind's own flaws
+# has no opinion on the rest, and PPO finds the gap within a few iterations (answering a harmful
+# request with a benign fact, say).
+REJECTED_MIX = {"kind_flaw": 0.5, "other_sentence": 0.3, "malformed": 0.2}
+
+
+def malformed_response(rng):
+    """A response the gold judge calls malformed: a world sentence cut short, said twice, or two joined."""
+    a, b = rng.sample(sorted(world.SENTENCES), 2)
+    how = rng.choice(("truncated", "repeated", "joined"))
+    if how == "truncated":
+        return a[:rng.randrange(1, len(a) - 1)]
+    return f"{a} {a}" if how == "repeated" else f"{a} {b}"
+
+
 def preference_pairs(prompts_by_kind, n, rng):
     out = []
     for kind in world.KINDS:
@@ -60,8 +78,14 @@ def preference_pairs(prompts_by_kind, n, rng):
             prompt = rng.choice(prompts_by_kind[kind])
             _, slot = world.parse_prompt(prompt)
             a = world.ideal_response(kind, slot)
-            b = world.flawed_response(kind, slot, rng.choices(flaws, weights=rates)[0], rng)
-            # rank by the gold judge; the world's flaws always score strictly below the ideal
+            source = rng.choices(list(REJECTED_MIX), weights=list(REJECTED_MIX.values()))[0]
+            if source == "kind_flaw":
+                b = world.flawed_response(kind, slot, rng.choices(flaws, weights=rates)[0], rng)
+            elif source == "other_sentence":
+                b = rng.choice(sorted(world.SENTENCES - {a}))
+            else:
+                b = malformed_response(rng)
+            # rank by the gold judge: the ideal response always scores strictly above any other
             if judge.score(prompt, a) < judge.score(prompt, b):
                 a, b = b, a
             assert judge.score(prompt, a) > judge.score(prompt, b), (prompt, a, b)
