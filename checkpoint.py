@@ -2,7 +2,7 @@
 Checkpoints and run directories, shared by every stage.
 
 A stage writes out_dir/ckpt.pt: the unwrapped (no DDP, no torch.compile) model state dict, the model's
-GPTConfig, the name of its tokenizer, the optimizer and GradScaler states, the step, every RNG state and the run's config. It is
+GPTConfig, its tokenizer (tokenizer.spec: 'gpt2' or a char vocabulary), the optimizer and GradScaler states, the step, every RNG state and the run's config. It is
 written to a temporary file in the same directory and renamed over the old one, so a crash or kill -9
 mid-write leaves the previous checkpoint whole. Stages talk to each other only through these files.
 """
@@ -58,7 +58,7 @@ def set_rng_state(state):
 
 def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, scaler=None, extra=None):
     """Atomically write out_dir/ckpt.pt. `model` is the raw model (not DDP-wrapped, not compiled);
-    `tokenizer` names its tokenizer ('gpt2' or a char vocab.json), which later stages load with it."""
+    `tokenizer` is the tokenizer's spec (tok.spec), which later stages rebuild it from."""
     state = {
         "model": model.state_dict(),
         "tokenizer": tokenizer,
@@ -108,9 +108,9 @@ def model_from_checkpoint(ckpt):
 
 
 def load_model(init_from, dropout=0.0):
-    """A GPT to start a stage from, and the name of its tokenizer: a checkpoint directory of this
+    """A GPT to start a stage from, and its tokenizer's spec (for get_tokenizer): a checkpoint directory of this
     project (out_dir of an earlier stage), a GPT-2 name ('gpt2', 'gpt2-medium', ...) or a directory in
-    the Hugging Face layout. Returns (model, tokenizer_name, ckpt or None)."""
+    the Hugging Face layout. Returns (model, tokenizer spec, ckpt or None)."""
     if os.path.isfile(os.path.join(init_from, CKPT_NAME)):
         ckpt = load_checkpoint(init_from)
         model = model_from_checkpoint(ckpt)

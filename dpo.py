@@ -295,7 +295,7 @@ def main():
                           f"-{config.max_chosen_drop}; keeping the checkpoint of the previous evaluation")
                 break
             if rt.master:
-                save_checkpoint(config.out_dir, policy, config, step, tok_name, optimizer, rt.scaler,
+                save_checkpoint(config.out_dir, policy, config, step, tok.spec, optimizer, rt.scaler,
                                 extra={"val_metrics": val_metrics})
     logger.finish()
     teardown(rt)

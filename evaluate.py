@@ -177,8 +177,8 @@ def main():
     rows = {}
     for name, path in parse_checkpoints(config.checkpoints):
         policy, tok_name, _ = load_model(path)
-        if tok_name != ref_tok or tok_name != rm_tok:
-            raise ValueError(f"{path}: tokenizer {tok_name!r} differs from the reference's {ref_tok!r} or the reward model's {rm_tok!r}")
+        if not (get_tokenizer(tok_name).spec == tok.spec == get_tokenizer(rm_tok).spec):
+            raise ValueError(f"{path}: its tokenizer differs from the reference's or the reward model's")
         policy.to(rt.device).eval()
         rows[name], _ = evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold)
         print(f"evaluated {name} ({path})", flush=True)

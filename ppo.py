@@ -340,8 +340,8 @@ def main():
     reward_model, rm_tok_name, rm_ckpt = load_model(config.reward_dir)
     if reward_model.score_head is None or rm_ckpt is None or "reward_norm" not in rm_ckpt:
         raise ValueError(f"reward_dir {config.reward_dir!r}: not a normalised reward model written by reward.py")
-    if rm_tok_name != tok_name:
-        raise ValueError(f"the reward model's tokenizer {rm_tok_name!r} is not the policy's {tok_name!r}")
+    if get_tokenizer(rm_tok_name).spec != get_tokenizer(tok_name).spec:
+        raise ValueError(f"{config.reward_dir}: the reward model's tokenizer is not the policy's ({config.sft_dir})")
     if config.value_init == "reward":
         value_model, _, _ = load_model(config.reward_dir)
     elif config.value_init == "sft":
@@ -401,7 +401,7 @@ def main():
 
     def save(it):
         if rt.master:
-            save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok_name, extra={
+            save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok.spec, extra={
                 "value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
 
     if config.toy_eval:

@@ -291,7 +291,7 @@ def main():
             val_loss, val_acc = evaluate_pairs()
             logger.log(step, {"loss/val": val_loss, "reward/accuracy_val": val_acc}, config.max_iters)
             if step < config.max_iters and rt.master:  # the final checkpoint is written after normalisation
-                save_checkpoint(config.out_dir, raw_model, config, step, tok_name, optimizer, rt.scaler)
+                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss/train", "loss/val", "reward/accuracy_train", "reward/accuracy_val"], "reward model")
 
@@ -309,7 +309,7 @@ def main():
         report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm}
         if config.toy_eval:
             report.update(toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, rt, config.out_dir))
-        save_checkpoint(config.out_dir, raw_model, config, step, tok_name, optimizer, rt.scaler,
+        save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler,
                         extra={"reward_norm": reward_norm, "report": report})
         with open(os.path.join(config.out_dir, "report.json"), "w") as f:
             json.dump(report, f, indent=2)

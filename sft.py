@@ -153,16 +153,14 @@ def main():
     resume_ckpt = None
     if config.resume:
         resume_ckpt = load_checkpoint(config.out_dir)
-        model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["tokenizer"]
+        model, tok = model_from_checkpoint(resume_ckpt), get_tokenizer(resume_ckpt["tokenizer"])
     elif config.init_from == "scratch":
-        tok_name = config.tokenizer
-        vocab_size = get_tokenizer(tok_name).vocab_size
-        model = GPT(GPTConfig(block_size=config.block_size, vocab_size=vocab_size, n_layer=config.n_layer,
+        tok = get_tokenizer(config.tokenizer)
+        model = GPT(GPTConfig(block_size=config.block_size, vocab_size=tok.vocab_size, n_layer=config.n_layer,
                               n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias))
     else:
-        model, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
-    config = dataclasses.replace(config, tokenizer=tok_name)
-    tok = get_tokenizer(tok_name)
+        model, tok_spec, _ = load_model(config.init_from, dropout=config.dropout)
+        tok = get_tokenizer(tok_spec)
     block_size = model.config.block_size
 
     # --- data: tokenised once, validated before anything is written ----------------------------
@@ -177,7 +175,7 @@ def main():
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
         print(f"sft: {len(train)} train / {len(val)} val examples (skipped as too long: {n_skip_train} / {n_skip_val}), "
-              f"{model.get_num_params() / 1e6:.2f}M parameters, tokenizer {tok_name}")
+              f"{model.get_num_params() / 1e6:.2f}M parameters, {tok.vocab_size}-token vocabulary")
         print(f"sft: {global_batch} examples per step = {config.batch_size} x {config.grad_accum_steps} accumulation "
               f"x {rt.world_size} processes; {config.max_iters} steps; device {rt.device}, dtype {rt.dtype}")
 
@@ -214,7 +212,7 @@ def main():
 
     def save(step):
         if rt.master:
-            save_checkpoint(config.out_dir, raw_model, config, step, tok_name, optimizer, rt.scaler)
+            save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
 
     def print_samples(step):
         if not rt.master or config.num_samples <= 0:

@@ -4,6 +4,7 @@ tokenizer for the tiny CPU models. Both expose the same small interface:
 
     tok.encode(text) -> list[int]      tok.decode(ids) -> str
     tok.vocab_size   tok.eot_id   tok.pad_id   tok.eot_text
+    tok.spec         what checkpoints store to rebuild it: "gpt2", or {"type": "char", "chars": ...}
 
 End-of-text is a special id that `encode` never produces from ordinary text: a stage appends
 `tok.eot_id` itself after a response. `pad_id` is distinct from `eot_id`, so a padded batch never
@@ -28,6 +29,7 @@ class GPT2Tokenizer:
     so that nothing is downloaded: tiktoken.get_encoding("gpt2") would fetch the same file at first use."""
 
     eot_text = "<|endoftext|>"
+    spec = "gpt2"
 
     def __init__(self, ranks_path=os.path.join(ASSETS_DIR, "gpt2.tiktoken")):
         ranks = {}
@@ -88,6 +90,11 @@ class CharTokenizer:
                 out.append(self.chars[i - 2])
         return "".join(out)
 
+    @property
+    def spec(self):
+        # the vocabulary itself, not the path of vocab.json: a checkpoint stays readable when data is regenerated
+        return {"type": "char", "chars": self.chars}
+
     def save(self, path):
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
@@ -104,7 +111,10 @@ class CharTokenizer:
 
 
 def get_tokenizer(name):
-    """'gpt2' -> GPT-2 BPE; a path to a char vocabulary JSON (or a directory holding vocab.json) -> CharTokenizer."""
+    """'gpt2' -> GPT-2 BPE; a path to a char vocabulary JSON (or a directory holding vocab.json), or a
+    char tokenizer's spec as stored in checkpoints -> CharTokenizer."""
+    if isinstance(name, dict) and name.get("type") == "char" and isinstance(name.get("chars"), str):
+        return CharTokenizer(name["chars"])
     if name == "gpt2":
         return GPT2Tokenizer()
     path = os.path.join(name, "vocab.json") if os.path.isdir(name) else name

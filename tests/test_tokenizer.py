@@ -46,3 +46,10 @@ def test_unknown_tokenizer_names_are_errors(tmp_path):
     bad.write_text(json.dumps({"type": "bpe"}))
     with pytest.raises(ValueError, match="not a char vocabulary"):
         get_tokenizer(str(bad))
+
+
+def test_spec_rebuilds_the_same_tokenizer_without_its_file(tmp_path):
+    tok = CharTokenizer.from_texts(["hello world"])
+    again = get_tokenizer(tok.spec)  # what a checkpoint stores: the vocabulary, not the path of vocab.json
+    assert again.encode("hello") == tok.encode("hello") and again.spec == tok.spec
+    assert get_tokenizer(GPT2Tokenizer.spec).encode("Hello world") == [15496, 995]
