@@ -14,7 +14,7 @@ import pytest
 from data.formats import (DataError, format_prompt, format_response, load_prefs, load_prompts, load_sft,
                           read_jsonl, split_hh)
 from data.toy import judge, world
-from data.toy.prepare import EVAL_PER_KIND, PREF_LABEL_NOISE
+from data.toy.prepare import EVAL_PER_KIND, PREF_LABEL_NOISE, REJECTED_MIX
 from tokenizer import CharTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +92,12 @@ def test_preference_pairs_follow_the_gold_judge_up_to_noise(toy):
         assert len(gaps) == len(pairs) // 4
         assert all(g != 0 for g in gaps)  # no ties: every pair carries a label
         assert sum(g < 0 for g in gaps) / len(gaps) == pytest.approx(PREF_LABEL_NOISE, abs=0.01)
+    # the worse response of a pair is malformed at the documented share (a seeded draw, not exact)
+    worse = [min((p["chosen"], p["rejected"]), key=lambda r: judge.score(p["prompt"], r)) for p in pairs]
+    malformed = sum(r not in world.SENTENCES for r in worse) / len(pairs)
+    assert malformed == pytest.approx(REJECTED_MIX["malformed"], abs=0.03)
+    assert all(p["chosen"] == world.ideal_response(*world.parse_prompt(p["prompt"])) or
+               p["rejected"] == world.ideal_response(*world.parse_prompt(p["prompt"])) for p in pairs)
 
 
 def test_vocab_covers_every_character_and_length_fits(toy):
