@@ -11,12 +11,12 @@ beta = 0.1
 loss_type = "sigmoid"
 batch_size = 32
 grad_accum_steps = 1
-max_iters = 150
-learning_rate = 2e-4
-min_lr = 2e-4
+max_iters = 100
+learning_rate = 5e-5
+min_lr = 5e-5
 warmup_iters = 10
 
-eval_interval = 25
+eval_interval = 10
 max_chosen_drop = 0.5  # stop before DPO pushes probability off the chosen answers (see dpo.py)
 log_interval = 10
 max_new_tokens = 64
