@@ -39,7 +39,6 @@ from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_model, prepare_out_dir, save_checkpoint
 from configurator import parse_config, run_cli
@@ -47,7 +46,7 @@ from data.formats import DataError, format_prompt, format_response, load_prefs, 
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
 from sampling import generate_responses
 from sft import build_example, collate
 from tokenizer import get_tokenizer
@@ -201,9 +200,7 @@ def main():
 
     policy.to(rt.device)
     optimizer = configure_adamw(policy, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
-    model = torch.compile(policy) if config.compile else policy
-    if rt.ddp:
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    model = wrap_model(policy, rt, config.compile)
     logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
                            run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
 

@@ -47,7 +47,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_model, prepare_out_dir, save_checkpoint
 from configurator import parse_config, run_cli
@@ -55,7 +54,7 @@ from data.formats import DataError, format_prompt, load_prompts
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, optimizer_step
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
 from sampling import left_pad
 from tokenizer import get_tokenizer
 
@@ -377,9 +376,7 @@ def main():
         m.eval().requires_grad_(False)
     trainable = PolicyAndValue(policy, value_model).train()
     optimizer = configure_adamw(trainable, config.learning_rate, config.weight_decay, (0.9, 0.95), rt.device_type)
-    model = torch.compile(trainable) if config.compile else trainable
-    if rt.ddp:
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    model = wrap_model(trainable, rt, config.compile)
     kl_ctl = AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
     logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
                            run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))

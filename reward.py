@@ -36,14 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state, save_checkpoint
 from configurator import parse_config, run_cli
 from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
 from logger import MetricsLogger
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown
+from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
 from sampling import generate_responses
 from tokenizer import get_tokenizer
 
@@ -228,10 +227,7 @@ def main():
         start_step = restore_training_state(resume_ckpt, optimizer, rt.scaler)
         resume_ckpt = None
     raw_model = model
-    if config.compile:
-        model = torch.compile(model)
-    if rt.ddp:
-        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    model = wrap_model(model, rt, config.compile)
     logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
                            run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
 

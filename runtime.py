@@ -95,6 +95,17 @@ def shard(items, rt):
     return items[rt.rank::rt.world_size]
 
 
+def wrap_model(model, rt, compile=False):
+    """torch.compile (optional), then DistributedDataParallel under torchrun. Keep a reference to the
+    unwrapped model: that is what gets saved and sampled from."""
+    if compile:
+        model = torch.compile(model)
+    if rt.ddp:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        model = DDP(model, device_ids=[rt.local_rank] if rt.device_type == "cuda" else None)
+    return model
+
+
 def teardown(rt):
     if rt.ddp:
         dist.destroy_process_group()
