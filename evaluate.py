@@ -54,7 +54,7 @@ class EvalConfig:
     demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations for the perplexity
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
-    max_new_tokens: int = 64  # response length limit; a response that does not end is malformed
+    max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
     batch_size: int = 256  # sequences per forward / generate call
     out_dir: str = ""  # if set, write results.json, table.md and metrics.png there
     device: str = "auto"  # 'auto', 'cpu', 'cuda'

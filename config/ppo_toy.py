@@ -9,7 +9,7 @@ toy_eval = True
 eval_prompts = "data/toy/eval_prompts.jsonl"
 
 batch_size = 64
-max_new_tokens = 64
+max_new_tokens = 48  # the longest prompt is 72 tokens with the template; responses are <= ~30
 temperature = 1.0
 missing_eos_penalty = 1.0
 

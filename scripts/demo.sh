@@ -2,10 +2,20 @@
 # The end-to-end toy demo on CPU: install what is missing, generate the toy world, then SFT -> reward
 # model -> PPO (and PPO with beta = 0, the reward-hacking experiment) -> DPO -> the evaluation table.
 # Usage: bash scripts/demo.sh [OUT_DIR]      (default: out/demo-<date>-<time>; never overwrites a run)
+# QUICK=1 runs every stage for a few steps only (a wiring check, used by the tests; numbers meaningless).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-bash scripts/install.sh
+[ -n "${SKIP_INSTALL:-}" ] || bash scripts/install.sh
+if [ -n "${QUICK:-}" ]; then
+  q_sft=(--max_iters=4 --eval_interval=2 --sample_interval=0 --eval_max_examples=32)
+  q_rm=(--max_iters=4 --eval_interval=2 --norm_samples=16)
+  q_ppo=(--total_iters=2 --eval_interval=2 --batch_size=8 --minibatch_size=4)
+  q_dpo=(--max_iters=4 --eval_interval=2 --max_chosen_drop=0)
+  q_eval=(--samples_per_prompt=1)
+else
+  q_sft=(); q_rm=(); q_ppo=(); q_dpo=(); q_eval=()
+fi
 OUT=${1:-out/demo-$(date +%Y%m%d-%H%M%S)}
 if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
 mkdir -p "$OUT"
@@ -19,21 +29,21 @@ toy_data=(--train_data="$DATA/sft_train.jsonl" --val_data="$DATA/sft_val.jsonl")
 prefs=(--train_data="$DATA/prefs_train.jsonl" --val_data="$DATA/prefs_val.jsonl")
 
 stage "SFT"
-"$PY" sft.py --config config/sft_toy.py --out_dir="$OUT/sft" "${toy_data[@]}" --tokenizer="$DATA/vocab.json"
+"$PY" sft.py --config config/sft_toy.py --out_dir="$OUT/sft" "${toy_data[@]}" --tokenizer="$DATA/vocab.json" ${q_sft[@]+"${q_sft[@]}"}
 stage "reward model"
 "$PY" reward.py --config config/reward_toy.py --out_dir="$OUT/reward" --init_from="$OUT/sft" "${prefs[@]}" \
-  --rl_prompts="$DATA/rl_prompts.jsonl"
+  --rl_prompts="$DATA/rl_prompts.jsonl" ${q_rm[@]+"${q_rm[@]}"}
 stage "PPO"
 "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
-  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl"
+  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" ${q_ppo[@]+"${q_ppo[@]}"}
 stage "PPO without the KL penalty (beta = 0): reward hacking"
 "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo_beta0" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
-  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0
+  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 ${q_ppo[@]+"${q_ppo[@]}"}
 stage "DPO"
 "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo" --init_from="$OUT/sft" "${prefs[@]}" \
-  --eval_prompts="$DATA/eval_prompts.jsonl"
+  --eval_prompts="$DATA/eval_prompts.jsonl" ${q_dpo[@]+"${q_dpo[@]}"}
 stage "evaluation"
 "$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" \
   --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
-  --demos="$DATA/sft_val.jsonl" --out_dir="$OUT"
+  --demos="$DATA/sft_val.jsonl" --out_dir="$OUT" ${q_eval[@]+"${q_eval[@]}"}
 stage "done: $OUT (table.md, results.json, each stage's curves)"
