@@ -80,7 +80,7 @@ def settings(quick):
         return [Setting("tiny", tiny, (32, 128), 1, 3, 8, 16, 112, 3),
                 Setting("GPT-2-small", gpt2, (4, 256), 1, 1, 1, 16, 32, 1)]
     return [Setting("tiny", tiny, (32, 128), 2, 9, 8, 16, 112, 7),
-            Setting("GPT-2-small", gpt2, (4, 256), 1, 3, 1, 16, 128, 2)]
+            Setting("GPT-2-small", gpt2, (4, 256), 1, 5, 1, 16, 128, 2)]
 
 
 LEARNING_RATE, WEIGHT_DECAY, BETAS = 6e-4, 0.1, (0.9, 0.95)  # the same AdamW for both models
