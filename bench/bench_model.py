@@ -391,7 +391,8 @@ def main():
     for row in rows:
         print("| " + " | ".join(row) + " |")
     print(f"\nMFU = 6 x parameters x tokens/s over the fastest {MATMUL_N}^3 matmul of the same precision, timed in the "
-          f"same rounds. Ratios: medians [min-max] over rounds that time both sides back to back.")
+          f"same rounds. Ratios: medians [min-max] over rounds that time both sides back to back; where the range is wide, "
+          f"the machine was busy and a ratio can even disagree with the two tokens/s columns (each a median on its own).")
     print(f"Command: `{command}` -- took {minutes:.1f} minutes; load average {load:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end.")
 
