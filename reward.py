@@ -316,7 +316,7 @@ def main():
 
 def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
     """Agreement of the (normalised) reward model with the toy world's gold judge: accuracy against the
-    gold ranking on held-out pairs (pairs the gold judge ties are left out), Spearman correlation of
+    gold ranking on held-out pairs (pairs the gold judge ties are left out; also per kind), Spearman correlation of
     reward with gold score on held-out responses and on fresh SFT samples, and a calibration plot of
     predicted P(chosen > rejected) = sigma(r_c - r_r) against how often the gold judge agrees."""
     from data.toy.judge import score as gold_score
@@ -326,7 +326,10 @@ def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
     g_c = np.array([gold_score(p, r["chosen"]) for p, r in zip(prompts, val_records)])
     g_r = np.array([gold_score(p, r["rejected"]) for p, r in zip(prompts, val_records)])
     untied = g_c != g_r
-    gold_acc = float(((r_c > r_r) == (g_c > g_r))[untied].mean())
+    agrees = (r_c > r_r) == (g_c > g_r)  # (pairs,) the reward model ranks the pair as the gold judge does
+    gold_acc = float(agrees[untied].mean())
+    kinds = np.array([r.get("kind", "all") for r in val_records])
+    gold_acc_by_kind = {str(k): round(float(agrees[untied & (kinds == k)].mean()), 4) for k in sorted(set(kinds[untied]))}
     sample_rewards = score_texts(model, tok, rl_prompts, [t for t, _ in samples], rt)
     sample_gold = np.array([gold_score(p, t, ended) for p, (t, ended) in zip(rl_prompts, samples)])
 
@@ -348,7 +351,7 @@ def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "calibration.png"), dpi=100)
     plt.close(fig)
-    return {"gold_accuracy_val": gold_acc, "gold_pairs_val": int(untied.sum()),
+    return {"gold_accuracy_val": gold_acc, "gold_pairs_val": int(untied.sum()), "gold_accuracy_by_kind": gold_acc_by_kind,
             "spearman_val_responses": spearman(np.r_[r_c, r_r], np.r_[g_c, g_r]),
             "spearman_sft_samples": spearman(sample_rewards, sample_gold),
             "calibration": [[round(float(a), 4), round(float(b), 4), n] for a, b, n in points]}

@@ -48,10 +48,12 @@ def test_toy_prepare_is_deterministic(toy, tmp_path):
 
 def test_eval_prompts_disjoint_from_training(toy):
     train = set()
-    for name in ("sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl", "rl_prompts.jsonl"):
+    for name in ("sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "rl_prompts.jsonl"):
         train |= {r["prompt"] for r in read_jsonl(toy / name)}
     evals = load_prompts(toy / "eval_prompts.jsonl")
     assert not train & {r["prompt"] for r in evals}
+    # the held-out preference pairs (the reward model's accuracy) are on the held-out prompts
+    assert {r["prompt"] for r in read_jsonl(toy / "prefs_val.jsonl")} <= {r["prompt"] for r in evals}
     assert train == {r["prompt"] for r in load_prompts(toy / "rl_prompts.jsonl")}  # RL sees every training prompt
     for kind in world.KINDS:
         assert sum(r["kind"] == kind for r in evals) == EVAL_PER_KIND >= 50

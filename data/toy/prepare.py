@@ -9,14 +9,16 @@ Writes the toy assistant world's data files (seconds, no network):
                                         a worse one (REJECTED_MIX: the kind's flaws, another sentence of
                                         the world, or a malformed one) ranked by the gold judge, then
                                         PREF_LABEL_NOISE of the pairs of each kind swapped
+                                        (prefs_val on the held-out eval prompts, with fresh pairs)
     rl_prompts.jsonl                    {"prompt", "kind"}: every training prompt once
     eval_prompts.jsonl                  {"prompt", "kind"}: EVAL_PER_KIND held-out prompts per kind,
                                         disjoint from every prompt in the files above
     vocab.json                          the CharTokenizer over every text the world can produce
 
 Each kind is a quarter of every file. SFT, preference and RL prompts are drawn from the same
-training prompts; validation files use them too, with fresh responses, so validation loss measures
-fit to the demonstrated behaviour, and eval_prompts measure generalisation to new prompts.
+training prompts; sft_val uses them too, with fresh responses, so its loss measures fit to the
+demonstrated behaviour. prefs_val and eval_prompts are on new prompts and measure generalisation:
+the reward model's held-out accuracy and the policies' gold scores.
 """
 
 import argparse
@@ -28,7 +30,7 @@ from data.toy import judge, world
 from tokenizer import CharTokenizer
 
 N_SFT_TRAIN, N_SFT_VAL = 2000, 200
-N_PREFS_TRAIN, N_PREFS_VAL = 2000, 200
+N_PREFS_TRAIN, N_PREFS_VAL = 4000, 1000
 EVAL_PER_KIND = 60
 PREF_LABEL_NOISE = 0.10  # fraction of preference pairs (of each kind) whose labels are swapped
 
@@ -106,13 +108,15 @@ def main():
 
     train_prompts, eval_prompts = world.split_prompts(EVAL_PER_KIND, seed=args.seed)
     by_kind = {k: [p for p in train_prompts if world.parse_prompt(p)[0] == k] for k in world.KINDS}
+    eval_by_kind = {k: [p for p in eval_prompts if world.parse_prompt(p)[0] == k] for k in world.KINDS}
     rl = [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in train_prompts]
     rng.shuffle(rl)
     files = {
         "sft_train.jsonl": demonstrations(by_kind, N_SFT_TRAIN, rng),
         "sft_val.jsonl": demonstrations(by_kind, N_SFT_VAL, rng),
         "prefs_train.jsonl": preference_pairs(by_kind, N_PREFS_TRAIN, rng),
-        "prefs_val.jsonl": preference_pairs(by_kind, N_PREFS_VAL, rng),
+        # on the held-out prompts: the reward model's accuracy there is what PPO's evaluation relies on
+        "prefs_val.jsonl": preference_pairs(eval_by_kind, N_PREFS_VAL, rng),
         "rl_prompts.jsonl": rl,
         "eval_prompts.jsonl": [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in eval_prompts],
     }
