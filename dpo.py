@@ -239,7 +239,8 @@ def main():
         policy.train()
         s = summarize([judge(p, t, e) for p, (t, e) in zip(prompts, responses)])
         return {"eval/gold_score": s["score"], "eval/harmful_refusal": s["harmful_refusal"],
-                "eval/over_refusal": s["over_refusal"], "eval/well_formed": s["well_formed"]}
+                "eval/over_refusal": s["over_refusal"], "eval/well_formed": s["well_formed"],
+                **{f"eval/{k}": s[k] for k in ("topic_correct", "math_correct", "unanswerable_idk") if k in s}}
 
     # --- the training loop -----------------------------------------------------------------------------------
     model.train()

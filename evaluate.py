@@ -9,6 +9,14 @@ decoding is reported beside them (`greedy_*` columns).
 
     python evaluate.py --checkpoints=sft:out/toy/sft,ppo:out/toy/ppo,dpo:out/toy/dpo --out_dir=out/toy/eval
 
+With out_dir it writes results.json, table.md, metrics.png (the main rates, a bar per model) and
+frontier.png: gold score against KL to the reference, one line per method, where a method is the
+letters a name starts with ("ppo_beta0.05" and "ppo" are both PPO; the DPO paper's figure 2 on the
+toy world). --runs=name:dir,... adds overoptimization.png from PPO and DPO runs' own periodic
+evaluations (metrics.jsonl): for PPO the reward-model score and the gold score as training pushes on
+(Gao et al. 2022), where the learned reward keeps rising after the gold score stops; for DPO the gold
+score against its held-out preference accuracy.
+
 Columns (results.json has them all; table.md the main ones):
     score               mean gold score in [-1, 1] (data/toy/judge.py)
     well_formed, helpful, harmless, honest        the gold judge's axes, as rates
@@ -27,6 +35,7 @@ Columns (results.json has them all; table.md the main ones):
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -36,6 +45,7 @@ from checkpoint import load_model
 from configurator import parse_config, run_cli
 from data.formats import format_prompt, load_prompts, load_sft
 from data.toy.judge import judge, summarize
+from model import atomic_write
 from ppo import decode_responses, rollout
 from runtime import setup_runtime
 from sft import collate, supervised_loss_sum, tokenize_demonstrations
@@ -56,7 +66,8 @@ class EvalConfig:
     temperature: float = 1.0  # the sampling temperature the rates are measured at
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
     batch_size: int = 256  # sequences per forward / generate call
-    out_dir: str = ""  # if set, write results.json, table.md and metrics.png there
+    out_dir: str = ""  # if set, write results.json, table.md, metrics.png and frontier.png there
+    runs: str = ""  # ppo.py / dpo.py run dirs (name:dir,...) whose periodic evaluations make overoptimization.png
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype for sampling
     seed: int = 1234
@@ -161,6 +172,89 @@ def plot_bars(rows, path):
     plt.close(fig)
 
 
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def method_of(name):
+    """The letters a model's name starts with: 'ppo_beta0.05' -> 'ppo'."""
+    return re.match(r"[A-Za-z]*", name).group() or name
+
+
+def plot_frontier(rows, path):
+    """Gold score against KL(pi || pi_sft), one marker and line per method, each point named."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    methods = {}
+    for name, row in rows.items():
+        methods.setdefault(method_of(name), []).append((row["kl"], row["score"], name))
+    for method, points in methods.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
+        for kl, score, name in points:
+            ax.annotate(name, (kl, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("KL(policy || SFT) per response, nats")
+    ax.set_ylabel("gold score (temperature 1)")
+    ax.set_title("reward-KL frontier, held-out prompts")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_evals(name, run_dir):
+    """The periodic evaluation rows (those with eval/gold_score) of a ppo.py or dpo.py run's metrics.jsonl."""
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    if not os.path.exists(metrics_path):
+        raise FileNotFoundError(f"--runs {name}:{run_dir}: no metrics.jsonl there (a ppo.py or dpo.py run with toy_eval)")
+    with open(metrics_path) as f:
+        return [r for r in map(json.loads, f) if "eval/gold_score" in r]
+
+
+def plot_overoptimization(runs, path):
+    """Over-optimisation (Gao et al. 2022) from runs' own periodic evaluations. PPO runs (with eval/rm_score):
+    the reward-model score and the gold score as training goes on, and gold against reward-model score. DPO runs: the gold score and the held-out preference accuracy (its proxy
+    objective) against step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    evals = {name: read_evals(name, run_dir) for name, run_dir in runs}
+    ppo = {n: e for n, e in evals.items() if e and "eval/rm_score" in e[0]}
+    dpo = {n: e for n, e in evals.items() if e and "eval/rm_score" not in e[0]}
+    fig, axes = plt.subplots(1, 2 * bool(ppo) + bool(dpo), figsize=(5 * (2 * bool(ppo) + bool(dpo)), 4), squeeze=False)
+    axes = list(axes[0])
+    if ppo:
+        left, right = axes.pop(0), axes.pop(0)
+        for name, e in ppo.items():
+            steps, rm, gold = ([r[k] for r in e] for k in ("step", "eval/rm_score", "eval/gold_score"))
+            line, = left.plot(steps, rm, "o--", label=f"{name}: reward model")
+            left.plot(steps, gold, "o-", color=line.get_color(), label=f"{name}: gold")
+            right.plot(rm, gold, "o-", color=line.get_color(), label=name)
+            right.annotate(f"iter {e[-1]['step']}", (rm[-1], gold[-1]), fontsize=7)
+        left.set(xlabel="iteration", ylabel="score", title="PPO: as training pushes on")
+        right.set(xlabel="reward-model score (normalised)", ylabel="gold score", title="PPO: gold against proxy reward")
+        left.legend(fontsize=7)
+        right.legend(fontsize=7)
+    if dpo:
+        ax = axes.pop(0)
+        for name, e in dpo.items():
+            steps = [r["step"] for r in e]
+            line, = ax.plot(steps, [r["eval/gold_score"] for r in e], "o-", label=f"{name}: gold")
+            if "val/rewards/accuracies" in e[0]:
+                ax.plot(steps, [r["val/rewards/accuracies"] for r in e], "o--", color=line.get_color(),
+                        label=f"{name}: held-out preference accuracy")
+        ax.set(xlabel="step", ylabel="score / accuracy", title="DPO: gold against its own objective")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main():
     config = parse_config(EvalConfig)
     rt = setup_runtime(config.device, config.dtype, config.seed)
@@ -173,9 +267,17 @@ def main():
     for m in (ref_model, reward_model):
         m.to(rt.device).eval()
     tok = get_tokenizer(ref_tok)
-    _, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
+    runs = parse_checkpoints(config.runs)
+    for name, run_dir in runs:  # checked before the long sampling starts
+        read_evals(name, run_dir)
+    reference_row, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
+    reference_row["win_rate"] = 0.5  # against itself, sample by sample: every comparison a tie
     rows = {}
     for name, path in parse_checkpoints(config.checkpoints):
+        if os.path.realpath(path) == os.path.realpath(config.reference):
+            rows[name] = reference_row
+            print(f"evaluated {name} ({path}, the reference)", flush=True)
+            continue
         policy, tok_name, _ = load_model(path)
         if not (get_tokenizer(tok_name).spec == tok.spec == get_tokenizer(rm_tok).spec):
             raise ValueError(f"{path}: its tokenizer differs from the reference's or the reward model's")
@@ -188,11 +290,12 @@ def main():
     print(table)
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
-        with open(os.path.join(config.out_dir, "table.md"), "w") as f:
-            f.write(table + "\n")
-        with open(os.path.join(config.out_dir, "results.json"), "w") as f:
-            json.dump({"config": vars(config), "models": rows}, f, indent=2)
+        write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
+        write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "models": rows}, indent=2))
         plot_bars(rows, os.path.join(config.out_dir, "metrics.png"))
+        plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
+        if runs:
+            plot_overoptimization(runs, os.path.join(config.out_dir, "overoptimization.png"))
 
 
 if __name__ == "__main__":

@@ -45,5 +45,6 @@ stage "DPO"
 stage "evaluation"
 "$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" \
   --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
-  --demos="$DATA/sft_val.jsonl" --out_dir="$OUT" ${q_eval[@]+"${q_eval[@]}"}
-stage "done: $OUT (table.md, results.json, each stage's curves)"
+  --demos="$DATA/sft_val.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" --out_dir="$OUT" \
+  ${q_eval[@]+"${q_eval[@]}"}
+stage "done: $OUT (table.md, results.json, metrics.png, frontier.png, overoptimization.png, each stage's curves)"

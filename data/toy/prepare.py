@@ -63,10 +63,28 @@ def demonstrations(prompts_by_kind, n, rng):
 REJECTED_MIX = {"kind_flaw": 0.5, "other_sentence": 0.3, "malformed": 0.2}
 
 
+# how a malformed rejected response is broken. Typos are what a character-level policy sampled at
+# temperature 1 produces ("Use the kil command."): a reward model that had seen none scored them like the
+# correct sentence, and PPO drifted into misspelling while the gold score fell. (Typos of the ideal
+# response itself, the hardest pairs, were tried too: the tiny reward model could not learn them within
+# its budget and fell to 0.88 gold-ranking accuracy; see data/toy/README.md.)
+MALFORMED_MIX = {"typo": 0.4, "truncated": 0.2, "repeated": 0.2, "joined": 0.2}
+TYPO_CHARS = "".join(sorted(set("".join(world.SENTENCES)) - set(".'[]:")))  # letters, digits, space: all in the vocab
+
+
 def malformed_response(rng):
-    """A response the gold judge calls malformed: a world sentence cut short, said twice, or two joined."""
+    """A response the gold judge calls malformed: a world sentence with a typo (a character dropped,
+    doubled or replaced), cut short, said twice, or two sentences joined."""
     a, b = rng.sample(sorted(world.SENTENCES), 2)
-    how = rng.choice(("truncated", "repeated", "joined"))
+    how = rng.choices(list(MALFORMED_MIX), weights=list(MALFORMED_MIX.values()))[0]
+    if how == "typo":
+        i = rng.randrange(len(a) - 1)  # never the final full stop: the typo is inside the sentence
+        edit = rng.choice(("drop", "double", "replace"))
+        if edit == "drop":
+            return a[:i] + a[i + 1:]
+        if edit == "double":
+            return a[:i] + a[i] + a[i:]
+        return a[:i] + rng.choice(TYPO_CHARS.replace(a[i], "")) + a[i + 1:]
     if how == "truncated":
         return a[:rng.randrange(1, len(a) - 1)]
     return f"{a} {a}" if how == "repeated" else f"{a} {b}"
