@@ -1,7 +1,8 @@
 """
 dpo.py -- Direct Preference Optimization (Rafailov et al. 2023): fit the policy to preference pairs
 directly, with the frozen SFT model as the reference and no reward model or sampling in the loop.
-Also IPO (Azar et al. 2023) and conservative DPO (label smoothing, Mitchell 2023).
+Also IPO (Azar et al. 2023), conservative DPO (label smoothing, Mitchell 2023) and an NLL term on the
+chosen responses (RPO, Pang et al. 2024).
 
 With the sequence log-probs log pi(y|x) = sum over response tokens (and end-of-text) of log pi(y_t|x, y_<t)
 -- prompt and padding masked exactly as in sft.py --
@@ -11,6 +12,8 @@ With the sequence log-probs log pi(y|x) = sum over response tokens (and end-of-t
     conservative DPO:     L = -(1 - eps) log sigma(beta * h) - eps log sigma(-beta * h)
     ipo:                  L = (h - 1 / (2 * beta))^2
     implicit rewards:     r(x, y) = beta * (log pi(y|x) - log pi_ref(y|x))     (detached, for logging)
+    + optional NLL term:  L += alpha * (-log pi(y_c|x) / |y_c|)   (rpo_alpha; RPO, Pang et al. 2024: keeps
+                          the chosen responses likely while the margin grows; |y_c| counts end-of-text)
 
 The reference log-probs are computed once, before training, for every pair (the reference is frozen,
 so recomputing them each step would only repeat the same forward passes); the frozen reference is
@@ -22,12 +25,13 @@ GPT-2-small on HH-RLHF (one GPU), or several with torchrun:
     python dpo.py --config config/dpo_gpt2_hh.py
     torchrun --standalone --nproc_per_node=8 dpo.py --config config/dpo_gpt2_hh.py
 
-Deviations: none in the loss. An optional early stop (max_chosen_drop) ends training when the mean
-log-ratio of the held-out chosen responses, log pi(y_c|x) - log pi_ref(y_c|x), falls below -max_chosen_drop:
-the known failure where DPO lowers the likelihood of the chosen responses along with the rejected ones,
-taking probability to responses that are in neither. On the tiny toy model this happens within ~50
-steps while held-out preference accuracy still rises, so accuracy cannot be the signal (see the README's
-DPO experiment).
+Deviations: none in the loss (the logged `loss` includes the NLL term when rpo_alpha > 0). An optional
+early stop (max_chosen_drop) ends training when the median log-ratio of the held-out chosen responses,
+log pi(y_c|x) - log pi_ref(y_c|x), falls below -max_chosen_drop: the known failure where DPO lowers the
+likelihood of the chosen responses along with the rejected ones, taking probability to responses that
+are in neither. Held-out preference accuracy keeps rising through that failure, so it cannot be the
+signal (scripts/experiments.sh trains plain DPO past its best to show it). A median, because the pairs
+whose labels are flipped have a bad "chosen" response that DPO rightly pushes down.
 """
 
 import contextlib
@@ -37,6 +41,7 @@ import os
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -66,6 +71,7 @@ class DPOConfig:
     beta: float = 0.1  # beta: strength of the implicit KL constraint to the reference
     loss_type: str = "sigmoid"  # 'sigmoid' (DPO) or 'ipo'
     label_smoothing: float = 0.0  # eps of conservative DPO: the assumed rate of flipped labels (sigmoid only)
+    rpo_alpha: float = 0.0  # weight of the per-token NLL of the chosen response added to the loss (RPO; 0 = off)
     # optimisation
     batch_size: int = 8  # pairs per micro-batch per process
     grad_accum_steps: int = 4  # micro-batches per optimizer step (per process)
@@ -82,7 +88,7 @@ class DPOConfig:
     # evaluation, early stopping and logging
     eval_interval: int = 100  # steps between validation metrics + checkpoint
     eval_max_pairs: int = 1000  # validation pairs used (0 = all)
-    max_chosen_drop: float = 0.0  # stop when the held-out chosen responses' mean log-ratio log pi - log pi_ref
+    max_chosen_drop: float = 0.0  # stop when the held-out chosen responses' median log-ratio log pi - log pi_ref
     # falls below -max_chosen_drop nats (0 = never): DPO is then pushing probability off the good answers too;
     # the checkpoint kept is the last one before that
     log_interval: int = 10  # steps between training lines
@@ -179,6 +185,8 @@ def main():
     val, _, _ = tokenize_pairs(load_prefs(config.val_data), tok, block_size, config.val_data, config.skip_long)
     if config.eval_max_pairs:
         val = val[:config.eval_max_pairs]
+    train_chosen_tokens = torch.tensor([sum(t != -100 for t in c[1]) for c, _ in train], dtype=torch.float,
+                                       device=rt.device)  # (N,) |y_c| + 1 (end-of-text)
     eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
     if rt.master:
         prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
@@ -214,8 +222,12 @@ def main():
 
     @torch.no_grad()
     def evaluate_pairs():
+        """Held-out means of the logged quantities, and the median log-ratio of the chosen responses (the
+        early-stop signal: a median, because the pairs whose labels are flipped have a bad "chosen" response
+        that DPO rightly pushes down, and a few of those move a mean a long way)."""
         model.eval()
         sums = torch.zeros(len(names) + 1, device=rt.device)
+        chosen_logratios = []
         indices = shard(list(range(len(val))), rt)
         for i in range(0, len(indices), config.batch_size):
             idx = indices[i:i + config.batch_size]
@@ -224,9 +236,15 @@ def main():
             out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
             sums[:-1] += pair_metrics(*out, c, r)
             sums[-1] += len(idx)
+            chosen_logratios += (c.float() - ref[:, 0]).tolist()
         all_reduce_sum(sums)
+        if rt.ddp:
+            gathered = [None] * rt.world_size
+            torch.distributed.all_gather_object(gathered, chosen_logratios)
+            chosen_logratios = [x for part in gathered for x in part]
         model.train()
-        return {f"val/{n}": (sums[k] / sums[-1]).item() for k, n in enumerate(names)}
+        return {**{f"val/{n}": (sums[k] / sums[-1]).item() for k, n in enumerate(names)},
+                "val/chosen_logratio_median": float(np.median(chosen_logratios))}
 
     def gold_eval():
         """Sample the held-out toy prompts at temperature 1 and score them with the gold judge (all ranks
@@ -260,6 +278,9 @@ def main():
                 ref = ref_train[idx]  # (B, 2)
                 losses, chosen_rewards, rejected_rewards = dpo_loss(chosen_logps, rejected_logps, ref[:, 0], ref[:, 1],
                                                                     config.beta, config.loss_type, config.label_smoothing)
+                if config.rpo_alpha:
+                    # + alpha * (-log pi(y_c|x) / |y_c|): keeps the chosen responses likely (Pang et al. 2024)
+                    losses = losses - config.rpo_alpha * chosen_logps / train_chosen_tokens[idx]
                 # mean over every pair of the optimizer step; DDP averages over ranks, hence * world_size
                 rt.scaler.scale(losses.sum() * rt.world_size / global_batch).backward()
             sums += pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps)
@@ -283,7 +304,7 @@ def main():
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss", "val/loss", "rewards/margins", "val/rewards/accuracies", "logps/chosen", "logps/rejected",
                          "eval/gold_score"], "DPO")
-            chosen_logratio = val_metrics["val/rewards/chosen"] / config.beta  # mean log pi(y_c|x) - log pi_ref(y_c|x)
+            chosen_logratio = val_metrics["val/chosen_logratio_median"]  # median of log pi(y_c|x) - log pi_ref(y_c|x)
             if config.max_chosen_drop and chosen_logratio < -config.max_chosen_drop:
                 if step == config.eval_interval:
                     raise ValueError(f"dpo: the held-out chosen log-ratio fell to {chosen_logratio:.3f} by the first "

@@ -345,6 +345,7 @@ def main():
         value_model, _, _ = load_model(config.reward_dir)
     elif config.value_init == "sft":
         value_model = load_model(config.sft_dir)[0].add_scalar_head()
+        nn.init.zeros_(value_model.score_head.weight)  # V = 0 everywhere at first: a constant baseline, not noise
     else:
         raise ValueError(f"value_init {config.value_init!r}: expected 'reward' or 'sft'")
     tok = get_tokenizer(tok_name)

@@ -13,7 +13,10 @@ max_new_tokens = 48  # the longest prompt is 72 tokens with the template; respon
 temperature = 1.0
 missing_eos_penalty = 1.0
 
-kl_coef = 0.1
+# measured with the toy reward model (60-80 iterations): beta 0.1 let the policy drift into misspellings the
+# reward model does not punish (well-formed 0.97 -> 0.86-0.90); beta 0.3 held well-formed at 0.94-0.96 while
+# gold rose +0.44 -> +0.68-0.72; beta 0 is the reward-hacking experiment (gold -0.5 by iteration 40)
+kl_coef = 0.3
 adaptive_kl = False
 
 total_iters = 60
@@ -27,7 +30,7 @@ gamma = 1.0
 lam = 0.95
 grad_clip = 1.0
 
-eval_interval = 15
-sample_interval = 15
+eval_interval = 10
+sample_interval = 20
 device = "cpu"
 dtype = "bfloat16"

@@ -14,7 +14,7 @@ min_lr = 3e-5
 warmup_iters = 20
 weight_decay = 0.0
 
-eval_interval = 100
+eval_interval = 250
 log_interval = 25
 norm_samples = 512
 max_new_tokens = 96

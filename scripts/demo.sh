@@ -38,7 +38,8 @@ stage "PPO"
   --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" ${q_ppo[@]+"${q_ppo[@]}"}
 stage "PPO without the KL penalty (beta = 0): reward hacking"
 "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo_beta0" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
-  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 ${q_ppo[@]+"${q_ppo[@]}"}
+  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 --total_iters=30 \
+  ${q_ppo[@]+"${q_ppo[@]}"}
 stage "DPO"
 "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo" --init_from="$OUT/sft" "${prefs[@]}" \
   --eval_prompts="$DATA/eval_prompts.jsonl" ${q_dpo[@]+"${q_dpo[@]}"}

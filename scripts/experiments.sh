@@ -34,9 +34,9 @@ for beta in ${DPO_BETAS:-0.03 0.3 1.0}; do
   "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo_beta$beta" --init_from="$DEMO/sft" "${prefs[@]}" --beta="$beta"
   checkpoints+=",dpo_beta$beta:$OUT/dpo_beta$beta"
 done
-stage "DPO trained past its best: plain DPO (no label smoothing), no early stop"
+stage "DPO trained past its best: plain DPO (no label smoothing, no NLL term), no early stop"
 "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo_long" --init_from="$DEMO/sft" "${prefs[@]}" \
-  --label_smoothing=0 --max_chosen_drop=0 --max_iters=150
+  --label_smoothing=0 --rpo_alpha=0 --max_chosen_drop=0 --max_iters=150
 runs+=",dpo_long:$OUT/dpo_long"
 stage "evaluation"
 "$PY" evaluate.py --checkpoints="$checkpoints" --runs="$runs" --reference="$DEMO/sft" --reward_dir="$DEMO/reward" \

@@ -1,0 +1,42 @@
+"""The README's main command, in its wiring mode (QUICK=1: every stage for a few steps): it runs end to
+end offline and writes the table, results.json and the plots; it never writes into an existing run."""
+
+import json
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULT_KEYS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
+               "unanswerable_idk", "well_formed", "rm_score", "kl", "length", "win_rate", "perplexity",
+               "distinct_1", "distinct_2"]
+
+
+def run_script(*args, **env):
+    return subprocess.run(["bash", *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "SKIP_INSTALL": "1", **env})
+
+
+def test_quick_demo_writes_table_results_and_plots(tmp_path):
+    out = tmp_path / "demo"
+    result = run_script("scripts/demo.sh", str(out), QUICK="1")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())["models"]
+    assert set(results) == {"sft", "ppo", "ppo_beta0", "dpo"}
+    for name, row in results.items():
+        missing = [k for k in RESULT_KEYS if k not in row]
+        assert not missing, (name, missing)
+    assert results["sft"]["kl"] == 0.0 and results["sft"]["win_rate"] == 0.5  # the reference against itself
+    for name in ("table.md", "metrics.png", "frontier.png", "overoptimization.png"):
+        assert (out / name).stat().st_size > 0, name
+    # every stage's progress lines reached the console
+    for stage in ("SFT", "reward model", "PPO", "DPO", "evaluation"):
+        assert f"] {stage}" in result.stdout, stage
+
+    again = run_script("scripts/demo.sh", str(out), QUICK="1")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_experiments_script_needs_a_finished_demo(tmp_path):
+    result = run_script("scripts/experiments.sh", str(tmp_path / "nothing"))
+    assert result.returncode == 2
+    assert "must be a finished run of scripts/demo.sh" in result.stderr
