@@ -19,17 +19,19 @@ mkdir -p "$OUT"
 DATA="$DEMO/data"
 t0=$(date +%s)
 stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
-# the demo's runs: PPO at beta 0.1 and 0, DPO at beta 0.1
-checkpoints="sft:$DEMO/sft,ppo_beta0.1:$DEMO/ppo,ppo_beta0:$DEMO/ppo_beta0,dpo_beta0.1:$DEMO/dpo"
-runs="ppo_beta0.1:$DEMO/ppo,ppo_beta0:$DEMO/ppo_beta0"
-for beta in ${PPO_BETAS:-0.03 0.3}; do
+# the demo's runs: PPO at the toy config's beta and at 0, DPO at its config's beta
+ppo_beta=$("$PY" -c "import runpy; print(runpy.run_path('config/ppo_toy.py')['kl_coef'])")
+dpo_beta=$("$PY" -c "import runpy; print(runpy.run_path('config/dpo_toy.py')['beta'])")
+checkpoints="sft:$DEMO/sft,ppo_beta$ppo_beta:$DEMO/ppo,ppo_beta0:$DEMO/ppo_beta0,dpo_beta$dpo_beta:$DEMO/dpo"
+runs="ppo_beta$ppo_beta:$DEMO/ppo,ppo_beta0:$DEMO/ppo_beta0"
+for beta in ${PPO_BETAS:-0.03 0.1 1.0}; do
   stage "PPO, beta = $beta"
   "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo_beta$beta" --sft_dir="$DEMO/sft" --reward_dir="$DEMO/reward" \
     --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef="$beta"
   checkpoints+=",ppo_beta$beta:$OUT/ppo_beta$beta"
 done
 prefs=(--train_data="$DATA/prefs_train.jsonl" --val_data="$DATA/prefs_val.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl")
-for beta in ${DPO_BETAS:-0.03 0.3 1.0}; do
+for beta in ${DPO_BETAS:-0.03 0.1 1.0}; do
   stage "DPO, beta = $beta"
   "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo_beta$beta" --init_from="$DEMO/sft" "${prefs[@]}" --beta="$beta"
   checkpoints+=",dpo_beta$beta:$OUT/dpo_beta$beta"
