@@ -51,7 +51,7 @@ from data.formats import DataError, format_prompt, format_response, load_prefs, 
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
+from runtime import all_reduce_sum, batch_indices, gather_lists, setup_runtime, shard, teardown, wrap_model
 from sampling import generate_responses
 from sft import build_example, collate
 from tokenizer import get_tokenizer
@@ -238,10 +238,7 @@ def main():
             sums[-1] += len(idx)
             chosen_logratios += (c.float() - ref[:, 0]).tolist()
         all_reduce_sum(sums)
-        if rt.ddp:
-            gathered = [None] * rt.world_size
-            torch.distributed.all_gather_object(gathered, chosen_logratios)
-            chosen_logratios = [x for part in gathered for x in part]
+        chosen_logratios = gather_lists(chosen_logratios, rt)
         model.train()
         return {**{f"val/{n}": (sums[k] / sums[-1]).item() for k, n in enumerate(names)},
                 "val/chosen_logratio_median": float(np.median(chosen_logratios))}

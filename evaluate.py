@@ -154,10 +154,22 @@ def format_table(rows, columns=TABLE_COLUMNS):
     return "\n".join(lines)
 
 
-def plot_bars(rows, path):
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def save_figure(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    pyplot().close(fig)
+
+
+def plot_bars(rows, path):
+    plt = pyplot()
     metrics = ["score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct", "unanswerable_idk", "well_formed"]
     fig, ax = plt.subplots(figsize=(10, 3.5))
     width = 0.8 / len(rows)
@@ -167,9 +179,7 @@ def plot_bars(rows, path):
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title("toy world, held-out prompts, samples at temperature 1")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_text(path, text):
@@ -186,9 +196,7 @@ def method_of(name):
 
 def plot_frontier(rows, path):
     """Gold score against KL(pi || pi_sft), one marker and line per method, each point named."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     methods = {}
     for name, row in rows.items():
@@ -202,9 +210,7 @@ def plot_frontier(rows, path):
     ax.set_ylabel("gold score (temperature 1)")
     ax.set_title("reward-KL frontier, held-out prompts")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_evals(name, run_dir):
@@ -216,14 +222,11 @@ def read_evals(name, run_dir):
         return [r for r in map(json.loads, f) if "eval/gold_score" in r]
 
 
-def plot_overoptimization(runs, path):
-    """Over-optimisation (Gao et al. 2022) from runs' own periodic evaluations. PPO runs (with eval/rm_score):
+def plot_overoptimization(evals, path):
+    """Over-optimisation (Gao et al. 2022) from runs' own periodic evaluations ({name: read_evals(...)}). PPO runs (with eval/rm_score):
     the reward-model score and the gold score as training goes on, and gold against reward-model score. DPO runs: the gold score and the held-out preference accuracy (its proxy
     objective) against step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    evals = {name: read_evals(name, run_dir) for name, run_dir in runs}
+    plt = pyplot()
     ppo = {n: e for n, e in evals.items() if e and "eval/rm_score" in e[0]}
     dpo = {n: e for n, e in evals.items() if e and "eval/rm_score" not in e[0]}
     fig, axes = plt.subplots(1, 2 * bool(ppo) + bool(dpo), figsize=(5 * (2 * bool(ppo) + bool(dpo)), 4), squeeze=False)
@@ -250,9 +253,7 @@ def plot_overoptimization(runs, path):
                         label=f"{name}: held-out preference accuracy")
         ax.set(xlabel="step", ylabel="score / accuracy", title="DPO: gold against its own objective")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main():
@@ -267,9 +268,8 @@ def main():
     for m in (ref_model, reward_model):
         m.to(rt.device).eval()
     tok = get_tokenizer(ref_tok)
-    runs = parse_checkpoints(config.runs)
-    for name, run_dir in runs:  # checked before the long sampling starts
-        read_evals(name, run_dir)
+    # the runs' periodic evaluations, read (and checked) before the long sampling starts
+    run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
     reference_row, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
     reference_row["win_rate"] = 0.5  # against itself, sample by sample: every comparison a tie
     rows = {}
@@ -294,8 +294,8 @@ def main():
         write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "models": rows}, indent=2))
         plot_bars(rows, os.path.join(config.out_dir, "metrics.png"))
         plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
-        if runs:
-            plot_overoptimization(runs, os.path.join(config.out_dir, "overoptimization.png"))
+        if run_evals:
+            plot_overoptimization(run_evals, os.path.join(config.out_dir, "overoptimization.png"))
 
 
 if __name__ == "__main__":

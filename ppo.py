@@ -54,7 +54,7 @@ from data.formats import DataError, format_prompt, load_prompts
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, optimizer_step
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
+from runtime import all_reduce_sum, batch_indices, gather_lists, setup_runtime, shard, teardown, wrap_model
 from sampling import left_pad
 from tokenizer import get_tokenizer
 
@@ -316,15 +316,6 @@ def gold_verdicts(prompts, responses):
     """The toy world's gold judge on (prompt, (text, ended)) pairs."""
     from data.toy.judge import judge
     return [judge(p, text, ended) for p, (text, ended) in zip(prompts, responses)]
-
-
-def gather_lists(items, rt):
-    """Concatenate a list from every rank (evaluation split across ranks)."""
-    if not rt.ddp:
-        return items
-    out = [None] * rt.world_size
-    torch.distributed.all_gather_object(out, items)
-    return [x for part in out for x in part]
 
 
 # -----------------------------------------------------------------------------

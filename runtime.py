@@ -83,6 +83,16 @@ def all_reduce_sum(x):
     return x
 
 
+def gather_lists(items, rt):
+    """Concatenate a Python list from every rank, in rank order (evaluation split across ranks); the list
+    itself without DDP."""
+    if not rt.ddp:
+        return items
+    out = [None] * rt.world_size
+    dist.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
 def batch_indices(n_examples, global_batch, seed, step):
     """The examples of optimizer step `step`: drawn with a generator seeded by (seed, step), so every
     rank draws the same global batch and a resumed run draws exactly what the uninterrupted one would."""
