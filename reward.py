@@ -300,11 +300,13 @@ def main():
         samples = generate_responses(policy, tok, rl_prompts, config.max_new_tokens, temperature=1.0,
                                      device=rt.device, autocast=rt.autocast)
         del policy
-        raw = score_texts(raw_model, tok, rl_prompts, [text for text, _ in samples], rt)
+        raw = score_texts(raw_model, tok, rl_prompts, [text for text, _ in samples], rt)  # (norm_samples,)
+        # the gold report reads the trained (raw) scores: sigma(r_c - r_r) is the Bradley-Terry prediction
+        # only before the rescaling by 1/std, and the Spearman correlation does not change with it
+        gold_report = toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, raw, rt,
+                                      config.out_dir) if config.toy_eval else {}
         reward_norm = normalize_head(raw_model, raw)
-        report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm}
-        if config.toy_eval:
-            report.update(toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, rt, config.out_dir))
+        report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm, **gold_report}
         save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler,
                         extra={"reward_norm": reward_norm, "report": report})
         with open(os.path.join(config.out_dir, "report.json"), "w") as f:
@@ -314,11 +316,12 @@ def main():
     teardown(rt)
 
 
-def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
-    """Agreement of the (normalised) reward model with the toy world's gold judge: accuracy against the
-    gold ranking on held-out pairs (pairs the gold judge ties are left out; also per kind), Spearman correlation of
-    reward with gold score on held-out responses and on fresh SFT samples, and a calibration plot of
-    predicted P(chosen > rejected) = sigma(r_c - r_r) against how often the gold judge agrees."""
+def toy_gold_report(model, tok, val_records, rl_prompts, samples, sample_rewards, rt, out_dir):
+    """Agreement of the trained reward model (before normalisation) with the toy world's gold judge:
+    accuracy against the gold ranking on held-out pairs (pairs the gold judge ties are left out; also per
+    kind), Spearman correlation of reward with gold score on held-out responses and on fresh SFT samples
+    (sample_rewards, their scores), and a calibration plot of the predicted
+    P(chosen > rejected) = sigma(r_c - r_r) against how often the gold judge agrees."""
     from data.toy.judge import score as gold_score
     prompts = [r["prompt"] for r in val_records]
     r_c = score_texts(model, tok, prompts, [r["chosen"] for r in val_records], rt)
@@ -330,7 +333,6 @@ def toy_gold_report(model, tok, val_records, rl_prompts, samples, rt, out_dir):
     gold_acc = float(agrees[untied].mean())
     kinds = np.array([r.get("kind", "all") for r in val_records])
     gold_acc_by_kind = {str(k): round(float(agrees[untied & (kinds == k)].mean()), 4) for k in sorted(set(kinds[untied]))}
-    sample_rewards = score_texts(model, tok, rl_prompts, [t for t, _ in samples], rt)
     sample_gold = np.array([gold_score(p, t, ended) for p, (t, ended) in zip(rl_prompts, samples)])
 
     # calibration: bin the predicted probability that the labelled-chosen response is better
