@@ -9,7 +9,9 @@ decoding is reported beside them (`greedy_*` columns).
 
     python evaluate.py --checkpoints=sft:out/toy/sft,ppo:out/toy/ppo,dpo:out/toy/dpo --out_dir=out/toy/eval
 
-With out_dir it writes results.json, table.md, metrics.png (the main rates, a bar per model) and
+The table's first row, "demonstrations", is the gold judge on the held-out demonstrations themselves
+(--demos): the flawed behaviour SFT imitates, so an SFT model sampled at temperature 1 should show about
+the same rates. With out_dir it writes results.json, table.md, metrics.png (the main rates, a bar per model) and
 frontier.png: gold score against KL to the reference, one line per method, where a method is the
 letters a name starts with ("ppo_beta0.05" and "ppo" are both PPO; the DPO paper's figure 2 on the
 toy world). --runs=name:dir,... adds overoptimization.png from PPO and DPO runs' own periodic
@@ -61,7 +63,7 @@ class EvalConfig:
     reference: str = "out/toy/sft"  # the SFT checkpoint: the KL reference and the win-rate baseline
     reward_dir: str = "out/toy/reward"  # the normalised reward model, for rm_score
     eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out prompts {"prompt", "kind"}
-    demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations for the perplexity
+    demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations: the perplexity, and the table's first row
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
@@ -171,14 +173,14 @@ def save_figure(fig, path):
 def plot_bars(rows, path):
     plt = pyplot()
     metrics = ["score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct", "unanswerable_idk", "well_formed"]
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    fig, ax = plt.subplots(figsize=(11, 3.5))
     width = 0.8 / len(rows)
     for k, (name, row) in enumerate(rows.items()):
         ax.bar([i + k * width for i in range(len(metrics))], [row[m] for m in metrics], width, label=name)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(metrics))], metrics, rotation=15)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title("toy world, held-out prompts, samples at temperature 1")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))  # beside the bars, never over them
     save_figure(fig, path)
 
 
@@ -284,15 +286,18 @@ def main():
         policy.to(rt.device).eval()
         rows[name], _ = evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold)
         print(f"evaluated {name} ({path})", flush=True)
-    table = format_table(rows)
+    # what SFT imitates: the gold judge on the demonstrations (only the judge's own rates; the rest is "-")
+    demo_row = summarize([judge(r["prompt"], r["response"]) for r in demos])
+    table = format_table({"demonstrations": demo_row, **rows})
     print(f"\n{len(prompt_records)} held-out prompts x {config.samples_per_prompt} samples at temperature "
           f"{config.temperature:g}; greedy_score: one greedy response per prompt\n")
     print(table)
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
         write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
-        write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "models": rows}, indent=2))
-        plot_bars(rows, os.path.join(config.out_dir, "metrics.png"))
+        write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "demonstrations": demo_row,
+                                                                           "models": rows}, indent=2))
+        plot_bars({"demonstrations": demo_row, **rows}, os.path.join(config.out_dir, "metrics.png"))
         plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
         if run_evals:
             plot_overoptimization(run_evals, os.path.join(config.out_dir, "overoptimization.png"))

@@ -26,6 +26,10 @@ def test_quick_demo_writes_table_results_and_plots(tmp_path):
         missing = [k for k in RESULT_KEYS if k not in row]
         assert not missing, (name, missing)
     assert results["sft"]["kl"] == 0.0 and results["sft"]["win_rate"] == 0.5  # the reference against itself
+    # the table starts with what SFT imitates: the demonstrations, every one a sentence of the world
+    demonstrations = json.loads((out / "results.json").read_text())["demonstrations"]
+    assert demonstrations["well_formed"] == 1.0 and demonstrations["n"] == 200
+    assert (out / "table.md").read_text().splitlines()[2].startswith("| demonstrations | ")
     for name in ("table.md", "metrics.png", "frontier.png", "overoptimization.png"):
         assert (out / name).stat().st_size > 0, name
     # every stage's progress lines reached the console
