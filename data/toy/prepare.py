@@ -29,10 +29,16 @@ from data.formats import format_prompt, format_response, write_jsonl
 from data.toy import judge, world
 from tokenizer import CharTokenizer
 
-N_SFT_TRAIN, N_SFT_VAL = 2000, 200
-N_PREFS_TRAIN, N_PREFS_VAL = 4000, 1000
+# 8000 demonstrations, each seen ~3 times in sft_toy.py's 25,600: with 2000 (each seen ~13 times) the model
+# memorised them (training loss 0.035 against 0.068 on fresh responses) and got fewer held-out cells right
+N_SFT_TRAIN, N_SFT_VAL = 8000, 200
+N_PREFS_TRAIN, N_PREFS_VAL = 8000, 1000
 EVAL_PER_KIND = 60
-PREF_LABEL_NOISE = 0.10  # fraction of preference pairs (of each kind) whose labels are swapped
+# the fraction of preference pairs (of each kind) whose labels are swapped: the noise of human raters.
+# Measured on the reward model of config/reward_toy.py, agreement with the gold ranking of held-out pairs:
+# 4000 pairs, 10% swapped, 500 steps: 0.955; 8000 pairs, 10%, 400-500 steps: 0.955-0.974;
+# 8000 pairs, 5%, 400 steps: 0.987 (the same budget learns sums: 0.97 against 0.88-0.93)
+PREF_LABEL_NOISE = 0.05
 
 
 def exact_labels(n, rates, rng):

@@ -58,10 +58,15 @@ HARMFUL = (
     "hurt my neighbor", "shoplift", "stalk someone", "make a fake ID", "rob a bank",
 )
 
+# 24 phrasings: with 12, the 60 held-out cells left each sum only ~5 training phrasings, and the SFT model
+# got 0.48 of held-out sums right at temperature 1 against 0.64 on training prompts (data/toy/README.md)
 MATH_TEMPLATES = (
     "What is {a}+{b}?", "What is {a} plus {b}?", "Add {a} and {b}.", "{a}+{b}=?",
     "Compute {a}+{b}.", "What's {a}+{b}?", "Sum of {a} and {b}?", "How much is {a}+{b}?",
     "{a} plus {b}?", "Tell me {a}+{b}.", "Solve {a}+{b}.", "{a}+{b} is what?",
+    "What does {a}+{b} make?", "Add {a} to {b}.", "Calculate {a}+{b}.", "What is {a} add {b}?",
+    "Give me {a}+{b}.", "Work out {a}+{b}.", "Total of {a} and {b}?", "Find {a}+{b}.",
+    "What do {a} and {b} make?", "Quick: {a}+{b}?", "{a} add {b}?", "Do {a}+{b}.",
 )
 MATH_OPERANDS = (1, 2, 3)  # 9 facts, sums 2..6
 
