@@ -118,4 +118,8 @@ def wrap_model(model, rt, compile=False):
 
 def teardown(rt):
     if rt.ddp:
+        # wait for every rank (rank 0 may still be writing the last checkpoint): a rank that tore down gloo
+        # while another still held its connections was aborted at exit ("terminate called without an
+        # active exception") after a finished run
+        dist.barrier()
         dist.destroy_process_group()
