@@ -47,7 +47,7 @@ from checkpoint import load_model
 from configurator import parse_config, run_cli
 from data.formats import format_prompt, load_prompts, load_sft
 from data.toy.judge import judge, summarize
-from model import atomic_write
+from model import atomic_write_text
 from ppo import decode_responses, rollout
 from runtime import setup_runtime
 from sft import collate, supervised_loss_sum, tokenize_demonstrations
@@ -184,13 +184,6 @@ def plot_bars(rows, path):
     save_figure(fig, path)
 
 
-def write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
 def method_of(name):
     """The letters a model's name starts with: 'ppo_beta0.05' -> 'ppo'."""
     return re.match(r"[A-Za-z]*", name).group() or name
@@ -294,8 +287,8 @@ def main():
     print(table)
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
-        write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
-        write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "demonstrations": demo_row,
+        atomic_write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
+        atomic_write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "demonstrations": demo_row,
                                                                            "models": rows}, indent=2))
         plot_bars({"demonstrations": demo_row, **rows}, os.path.join(config.out_dir, "metrics.png"))
         plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))

@@ -340,7 +340,7 @@ class GPT(nn.Module):
                 continue  # lm_head is tied to wte; the scalar head has no place in GPT2LMHeadModel
             tensors[k] = (v.t() if k.endswith(CONV1D_WEIGHTS) else v).detach().contiguous().cpu()
         os.makedirs(save_dir, exist_ok=True)
-        atomic_write(os.path.join(save_dir, "config.json"), lambda p: _write_json(p, hf_config))
+        atomic_write_text(os.path.join(save_dir, "config.json"), json.dumps(hf_config, indent=2))
         atomic_write(os.path.join(save_dir, "model.safetensors"), lambda p: save_file(tensors, p, metadata={"format": "pt"}))
 
 
@@ -391,11 +391,6 @@ def token_logprobs(logits, tokens, temperature=1.0):
 # -----------------------------------------------------------------------------------------------------
 # reading and downloading weights
 
-def _write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
-
-
 def atomic_write(path, write_fn):
     """Write a file through write_fn(tmp_path) then rename it into place: a crash leaves the old file."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-" + os.path.basename(path))
@@ -406,6 +401,14 @@ def atomic_write(path, write_fn):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_text(path, text):
+    """A text file (a table, a JSON report) written through atomic_write."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
 
 
 def read_weights(model_dir):

@@ -41,7 +41,7 @@ from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepa
 from configurator import parse_config, run_cli
 from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
 from logger import MetricsLogger
-from model import atomic_write
+from model import atomic_write_text
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
 from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
 from sampling import generate_responses
@@ -310,11 +310,7 @@ def main():
         report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm, **gold_report}
         save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler,
                         extra={"reward_norm": reward_norm, "report": report})
-
-        def write_report(tmp):
-            with open(tmp, "w") as f:
-                json.dump(report, f, indent=2)
-        atomic_write(os.path.join(config.out_dir, "report.json"), write_report)  # never a half-written report
+        atomic_write_text(os.path.join(config.out_dir, "report.json"), json.dumps(report, indent=2))
         print("reward: " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))
     logger.finish()
     teardown(rt)
