@@ -15,5 +15,5 @@ min_lr = 5e-7
 warmup_iters = 150
 
 eval_interval = 100
-eval_max_pairs = 2000
+eval_max_examples = 2000
 compile = True

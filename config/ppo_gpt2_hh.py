@@ -18,7 +18,7 @@ adaptive_kl = True  # Ziegler et al.: target 6 nats per response
 target_kl = 6.0
 kl_horizon = 10000
 
-total_iters = 500
+max_iters = 500
 ppo_epochs = 4
 minibatch_size = 8
 learning_rate = 1e-6

@@ -1,5 +1,6 @@
 # PPO on the toy world, on CPU, from the toy SFT and reward checkpoints.
 # Run after: python sft.py --config config/sft_toy.py && python reward.py --config config/reward_toy.py
+# The measurements behind these settings: data/toy/README.md, "Why the toy configs are set as they are".
 out_dir = "out/toy/ppo"
 sft_dir = "out/toy/sft"
 reward_dir = "out/toy/reward"
@@ -13,13 +14,10 @@ max_new_tokens = 48  # the longest prompt is 72 tokens with the template; respon
 temperature = 1.0
 missing_eos_penalty = 1.0
 
-# measured with the toy reward model (60-80 iterations): beta 0.1 let the policy drift into misspellings the
-# reward model does not punish (well-formed 0.97 -> 0.86-0.90); beta 0.3 held well-formed at 0.94-0.96 while
-# gold rose +0.44 -> +0.68-0.72; beta 0 is the reward-hacking experiment (gold -0.5 by iteration 40)
-kl_coef = 0.3
+kl_coef = 0.3  # beta: 0.1 let PPO drift into misspellings the reward model does not punish
 adaptive_kl = False
 
-total_iters = 60
+max_iters = 60
 ppo_epochs = 4
 minibatch_size = 16
 learning_rate = 5e-5  # measured: 3e-4 gave approx_kl 0.25 on the first update and wrecked the policy
@@ -33,4 +31,4 @@ grad_clip = 1.0
 eval_interval = 10
 sample_interval = 20
 device = "cpu"
-dtype = "bfloat16"
+dtype = "auto"  # bf16 autocast where the CPU has bf16 instructions; float32 where bf16 would be ~100x slower

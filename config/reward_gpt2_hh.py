@@ -15,7 +15,7 @@ min_lr = 1e-6
 warmup_iters = 100
 
 eval_interval = 250
-eval_max_pairs = 2000
+eval_max_examples = 2000
 norm_samples = 1024
 max_new_tokens = 128
 compile = True

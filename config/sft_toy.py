@@ -25,4 +25,4 @@ log_interval = 50
 sample_interval = 400
 max_new_tokens = 96
 device = "cpu"
-dtype = "bfloat16"
+dtype = "auto"  # bf16 autocast where the CPU has bf16 instructions; float32 where bf16 would be ~100x slower
