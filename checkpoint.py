@@ -2,19 +2,20 @@
 Checkpoints and run directories, shared by every stage.
 
 A stage writes out_dir/ckpt.pt: the unwrapped (no DDP, no torch.compile) model state dict, the model's
-GPTConfig, its tokenizer (tokenizer.spec: 'gpt2' or a char vocabulary), the optimizer and GradScaler states, the step, every RNG state and the run's config. It is
-written to a temporary file in the same directory and renamed over the old one, so a crash or kill -9
-mid-write leaves the previous checkpoint whole. Stages talk to each other only through these files.
+GPTConfig, its tokenizer (tokenizer.spec: 'gpt2' or a char vocabulary), the optimizer and GradScaler
+states, the step, every RNG state and the run's config. It is written with atomic_io.atomic_write (a
+temporary file in the same directory, fsync, rename), so a crash or kill -9 mid-write leaves the
+previous checkpoint whole. Stages talk to each other only through these files.
 """
 
 import os
 import random
-import tempfile
 from dataclasses import asdict
 
 import numpy as np
 import torch
 
+from atomic_io import atomic_write
 from model import GPT, GPTConfig
 
 CKPT_NAME = "ckpt.pt"
@@ -70,18 +71,7 @@ def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, sca
         "config": asdict(config),
         **(extra or {}),
     }
-    path = os.path.join(out_dir, CKPT_NAME)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-ckpt-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(os.path.join(out_dir, CKPT_NAME), lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path, device="cpu"):
@@ -113,13 +103,5 @@ def load_model(init_from, dropout=0.0):
     the Hugging Face layout. Returns (model, tokenizer spec, ckpt or None)."""
     if os.path.isfile(os.path.join(init_from, CKPT_NAME)):
         ckpt = load_checkpoint(init_from)
-        model = model_from_checkpoint(ckpt)
-        if dropout != model.config.dropout:
-            for m in model.modules():
-                if isinstance(m, torch.nn.Dropout):
-                    m.p = dropout
-            for block in model.transformer.h:
-                block.attn.dropout = dropout
-            model.config.dropout = dropout
-        return model, ckpt["tokenizer"], ckpt
+        return model_from_checkpoint(ckpt).set_dropout(dropout), ckpt["tokenizer"], ckpt
     return GPT.from_pretrained(init_from, dropout=dropout), "gpt2", None

@@ -8,7 +8,7 @@ Each script's defaults are a @dataclass with a comment on every field. On the co
 Precedence: dataclass defaults < the config file < --key=value flags. A config file is Python and is
 executed (so it may compute values); every top-level name in it that does not start with "_" and is
 not a module must be a key of the dataclass. Unknown keys, in the file or on the command line, are
-an error listing the nearest valid keys. An int is accepted for a float field, a field whose default
+an error listing the nearest valid keys (or, for a key renamed since, its new name: RENAMED). An int is accepted for a float field, a field whose default
 is None accepts any value, and `--help` lists every key with its default and comment.
 """
 
@@ -48,7 +48,16 @@ def help_text(config_cls, prog):
     return "\n".join(lines)
 
 
+# keys that were renamed so that one meaning has one name in every stage: old name -> new name
+RENAMED = {
+    "total_iters": "max_iters",  # PPO's iterations, like every other stage's optimizer steps
+    "eval_max_pairs": "eval_max_examples",  # the validation-set size of the reward model and DPO, like SFT's
+}
+
+
 def unknown_key_error(where, key, valid):
+    if RENAMED.get(key) in valid:
+        return ConfigError(f"{where}: config key {key!r} was renamed to {RENAMED[key]!r}")
     near = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join(near)}?)" if near else ""
     return ConfigError(f"{where}: unknown config key {key!r}{hint}")

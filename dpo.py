@@ -34,11 +34,7 @@ signal (scripts/experiments.sh trains plain DPO past its best to show it). A med
 whose labels are flipped have a bad "chosen" response that DPO rightly pushes down.
 """
 
-import contextlib
-import dataclasses
-import math
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,13 +43,15 @@ from torch.nn import functional as F
 
 from checkpoint import load_model, prepare_out_dir, save_checkpoint
 from configurator import parse_config, run_cli
-from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
+from data.batches import collate, tokenize_pairs
+from data.formats import load_prefs, load_prompts
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, gather_lists, setup_runtime, shard, teardown, wrap_model
+from runtime import (backward_share, batch_indices, check_finite, gather_lists, micro_batches, reduce_metrics, setup_runtime,
+                     shard, teardown, wrap_model)
 from sampling import generate_responses
-from sft import build_example, collate
+from sft import build_example
 from tokenizer import get_tokenizer
 
 
@@ -87,7 +85,7 @@ class DPOConfig:
     overfit_batch: bool = False  # debugging: train on the same first batch every step
     # evaluation, early stopping and logging
     eval_interval: int = 100  # steps between validation metrics + checkpoint
-    eval_max_pairs: int = 1000  # validation pairs used (0 = all)
+    eval_max_examples: int = 1000  # validation pairs used (0 = all)
     max_chosen_drop: float = 0.0  # stop when the held-out chosen responses' median log-ratio log pi - log pi_ref
     # falls below -max_chosen_drop nats (0 = never): DPO is then pushing probability off the good answers too;
     # the checkpoint kept is the last one before that
@@ -133,28 +131,12 @@ def sequence_logps(logits, labels):
     return (logps * mask).sum(dim=1)
 
 
-def tokenize_pairs(records, tok, block_size, path, skip_long):
-    """records -> [(chosen_example, rejected_example)], each (inputs, labels) as in sft.build_example;
-    identical chosen and rejected are skipped and counted."""
-    pairs, n_identical, n_long = [], 0, 0
-    for i, r in enumerate(records):
-        if r["chosen"] == r["rejected"]:
-            n_identical += 1
-            continue
-        prompt = tok.encode(format_prompt(r["prompt"]))
-        chosen = build_example(prompt, tok.encode(format_response(r["chosen"])), tok.eot_id)
-        rejected = build_example(prompt, tok.encode(format_response(r["rejected"])), tok.eot_id)
-        longest = max(len(chosen[0]), len(rejected[0]))
-        if longest > block_size:
-            if skip_long:
-                n_long += 1
-                continue
-            raise DataError(f"{path}:{r.get('line', i + 1)}: pair of {longest + 1} tokens is longer than "
-                            f"block_size {block_size} (+1); shorten it or pass --skip_long=True")
-        pairs.append((chosen, rejected))
-    if not pairs:
-        raise DataError(f"{path}: no usable pairs ({n_identical} identical, {n_long} too long)")
-    return pairs, n_identical, n_long
+def pair_examples(pairs, eot_id):
+    """Tokenised pairs (data.batches.tokenize_pairs) -> [(chosen, rejected)], each (inputs, labels) with
+    exactly SFT's loss mask (sft.build_example), so that sequence_logps sums over the response tokens and
+    end-of-text only."""
+    return [(build_example(prompt, chosen, eot_id), build_example(prompt, rejected, eot_id))
+            for prompt, chosen, rejected in pairs]
 
 
 def concatenated_logps(model, pairs, pad_id, rt):
@@ -164,6 +146,56 @@ def concatenated_logps(model, pairs, pad_id, rt):
         logits, _ = model(x)
     logps = sequence_logps(logits.float(), y)  # (2B,)
     return logps[:len(pairs)], logps[len(pairs):]
+
+
+def pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps):
+    """Sums over a batch's pairs of the logged quantities (TRL's names), later divided by the number of pairs."""
+    return {"loss": losses.detach().sum(), "rewards/chosen": chosen_rewards.sum(), "rewards/rejected": rejected_rewards.sum(),
+            "rewards/accuracies": (chosen_rewards > rejected_rewards).float().sum(),
+            "rewards/margins": (chosen_rewards - rejected_rewards).sum(),
+            "logps/chosen": chosen_logps.detach().sum(), "logps/rejected": rejected_logps.detach().sum()}
+
+
+@torch.no_grad()
+def reference_logps(ref_model, pairs, pad_id, rt, batch_size=64):
+    """log pi_ref(y_c|x) and log pi_ref(y_r|x) of every pair: (N, 2), [chosen, rejected]."""
+    out = [torch.stack(concatenated_logps(ref_model, pairs[i:i + batch_size], pad_id, rt), dim=1)
+           for i in range(0, len(pairs), batch_size)]
+    return torch.cat(out)
+
+
+# -----------------------------------------------------------------------------
+# evaluation
+
+@torch.no_grad()
+def evaluate_pairs(model, val, ref_val, config, pad_id, rt):
+    """Held-out means of the logged quantities (as val/...), and the median log-ratio of the chosen responses
+    (the early-stop signal: a median, because the pairs whose labels are flipped have a bad "chosen" response
+    that DPO rightly pushes down, and a few of those move a mean a long way). Split across ranks."""
+    model.eval()
+    sums, chosen_logratios = {}, []
+    indices = shard(list(range(len(val))), rt)
+    for i in range(0, len(indices), config.batch_size):
+        idx = indices[i:i + config.batch_size]
+        c, r = concatenated_logps(model, [val[j] for j in idx], pad_id, rt)  # (B,), (B,)
+        ref = ref_val[idx]  # (B, 2)
+        out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
+        for k, v in pair_metrics(*out, c, r).items():
+            sums[k] = sums.get(k, 0) + v
+        chosen_logratios += (c.float() - ref[:, 0]).tolist()
+    model.train()
+    return {**{f"val/{k}": v for k, v in reduce_metrics(sums, len(val)).items()},
+            "val/chosen_logratio_median": float(np.median(gather_lists(chosen_logratios, rt)))}
+
+
+def gold_eval(policy, tok, prompts, max_new_tokens, rt):
+    """The toy world's gold judge on one response per held-out prompt, sampled at temperature 1."""
+    from data.toy.judge import eval_metrics, judge
+    policy.eval()
+    responses = generate_responses(policy, tok, prompts, max_new_tokens, temperature=1.0, device=rt.device,
+                                   autocast=rt.autocast)
+    policy.train()
+    return eval_metrics([judge(p, text, ended) for p, (text, ended) in zip(prompts, responses)])
 
 
 # -----------------------------------------------------------------------------
@@ -178,98 +210,43 @@ def main():
     policy, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
     ref_model, _, _ = load_model(config.init_from)
     tok = get_tokenizer(tok_name)
-    block_size = policy.config.block_size
 
     # --- data, validated before anything is written ------------------------------------------------------
-    train, n_identical, n_long = tokenize_pairs(load_prefs(config.train_data), tok, block_size, config.train_data, config.skip_long)
-    val, _, _ = tokenize_pairs(load_prefs(config.val_data), tok, block_size, config.val_data, config.skip_long)
-    if config.eval_max_pairs:
-        val = val[:config.eval_max_pairs]
+    def pairs(path):
+        tokenized, n_identical, n_long = tokenize_pairs(load_prefs(path), tok, policy.config.block_size, path,
+                                                        config.skip_long, shifted=True)
+        return pair_examples(tokenized, tok.eot_id), n_identical, n_long
+    train, n_identical, n_long = pairs(config.train_data)
+    val = pairs(config.val_data)[0][:config.eval_max_examples or None]
     train_chosen_tokens = torch.tensor([sum(t != -100 for t in c[1]) for c, _ in train], dtype=torch.float,
                                        device=rt.device)  # (N,) |y_c| + 1 (end-of-text)
-    eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
-    if rt.master:
-        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
+    eval_prompts = [r["prompt"] for r in load_prompts(config.eval_prompts)] if config.toy_eval else []
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
+        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
         print(f"dpo: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
               f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
               f"{config.max_iters} steps; loss {config.loss_type}, beta {config.beta}, label smoothing {config.label_smoothing}")
 
     # --- the reference log-probs, once (each rank computes them all: it needs any pair it may draw) -----
     ref_model.to(rt.device).eval()
-    with torch.no_grad():
-        def reference_logps(pairs):
-            out = [torch.stack(concatenated_logps(ref_model, pairs[i:i + 64], tok.pad_id, rt), dim=1)
-                   for i in range(0, len(pairs), 64)]
-            return torch.cat(out)  # (N, 2): [chosen, rejected]
-        ref_train, ref_val = reference_logps(train), reference_logps(val)
+    ref_train, ref_val = reference_logps(ref_model, train, tok.pad_id, rt), reference_logps(ref_model, val, tok.pad_id, rt)
     del ref_model
 
     policy.to(rt.device)
     optimizer = configure_adamw(policy, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
     model = wrap_model(policy, rt, config.compile)
-    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
-                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
-
-    def pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps):
-        """Sums over pairs of the logged quantities (divided by the number of pairs later)."""
-        return torch.stack([losses.detach().sum(), chosen_rewards.sum(), rejected_rewards.sum(),
-                            (chosen_rewards > rejected_rewards).float().sum(), (chosen_rewards - rejected_rewards).sum(),
-                            chosen_logps.detach().sum(), rejected_logps.detach().sum()])
-
-    names = ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"]
-
-    @torch.no_grad()
-    def evaluate_pairs():
-        """Held-out means of the logged quantities, and the median log-ratio of the chosen responses (the
-        early-stop signal: a median, because the pairs whose labels are flipped have a bad "chosen" response
-        that DPO rightly pushes down, and a few of those move a mean a long way)."""
-        model.eval()
-        sums = torch.zeros(len(names) + 1, device=rt.device)
-        chosen_logratios = []
-        indices = shard(list(range(len(val))), rt)
-        for i in range(0, len(indices), config.batch_size):
-            idx = indices[i:i + config.batch_size]
-            c, r = concatenated_logps(model, [val[j] for j in idx], tok.pad_id, rt)
-            ref = ref_val[idx]
-            out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
-            sums[:-1] += pair_metrics(*out, c, r)
-            sums[-1] += len(idx)
-            chosen_logratios += (c.float() - ref[:, 0]).tolist()
-        all_reduce_sum(sums)
-        chosen_logratios = gather_lists(chosen_logratios, rt)
-        model.train()
-        return {**{f"val/{n}": (sums[k] / sums[-1]).item() for k, n in enumerate(names)},
-                "val/chosen_logratio_median": float(np.median(chosen_logratios))}
-
-    def gold_eval():
-        """Sample the held-out toy prompts at temperature 1 and score them with the gold judge (all ranks
-        take part in nothing here: rank 0 only)."""
-        from data.toy.judge import judge, summarize
-        policy.eval()
-        prompts = [r["prompt"] for r in eval_records]
-        responses = generate_responses(policy, tok, prompts, config.max_new_tokens, temperature=1.0,
-                                       device=rt.device, autocast=rt.autocast)
-        policy.train()
-        s = summarize([judge(p, t, e) for p, (t, e) in zip(prompts, responses)])
-        return {"eval/gold_score": s["score"], "eval/harmful_refusal": s["harmful_refusal"],
-                "eval/over_refusal": s["over_refusal"], "eval/well_formed": s["well_formed"],
-                **{f"eval/{k}": s[k] for k in ("topic_correct", "math_correct", "unanswerable_idk") if k in s}}
+    logger = MetricsLogger(config, enabled=rt.master)
 
     # --- the training loop -----------------------------------------------------------------------------------
     model.train()
     step = 0
-    t_last = time.time()
     while step < config.max_iters:
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)
-        sums = torch.zeros(len(names), device=rt.device)
-        for micro in range(config.grad_accum_steps):
-            start = (micro * rt.world_size + rt.rank) * config.batch_size
-            idx = indices[start:start + config.batch_size]
-            sync_context = model.no_sync() if rt.ddp and micro < config.grad_accum_steps - 1 else contextlib.nullcontext()
+        sums = {}
+        for idx, sync_context in micro_batches(model, indices, config.batch_size, rt):
             with sync_context:
                 chosen_logps, rejected_logps = concatenated_logps(model, [train[i] for i in idx], tok.pad_id, rt)  # (B,), (B,)
                 ref = ref_train[idx]  # (B, 2)
@@ -278,25 +255,19 @@ def main():
                 if config.rpo_alpha:
                     # + alpha * (-log pi(y_c|x) / |y_c|): keeps the chosen responses likely (Pang et al. 2024)
                     losses = losses - config.rpo_alpha * chosen_logps / train_chosen_tokens[idx]
-                # mean over every pair of the optimizer step; DDP averages over ranks, hence * world_size
-                rt.scaler.scale(losses.sum() * rt.world_size / global_batch).backward()
-            sums += pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps)
+                backward_share(losses.sum(), global_batch, rt)  # the mean over every pair of the step
+            for k, v in pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps).items():
+                sums[k] = sums.get(k, 0) + v
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
-        metrics = {n: v for n, v in zip(names, (all_reduce_sum(sums) / global_batch).tolist())}
+        metrics = reduce_metrics(sums, global_batch)
         step += 1
-        if not math.isfinite(metrics["loss"]):
-            raise FloatingPointError(f"training loss became {metrics['loss']} at step {step}; stopping. The last good "
-                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')}")
+        check_finite(metrics, step, config.out_dir)
         if step % config.log_interval == 0 or step == config.max_iters:
-            dt, t_last = time.time() - t_last, time.time()
-            metrics.update({"lr": lr, "time_per_step_s": dt / config.log_interval})
-            if grad_norm is not None:
-                metrics["grad_norm"] = grad_norm.item()
-            logger.log(step, metrics, config.max_iters)
+            logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            val_metrics = evaluate_pairs()
+            val_metrics = evaluate_pairs(model, val, ref_val, config, tok.pad_id, rt)
             if config.toy_eval and rt.master:
-                val_metrics.update(gold_eval())
+                val_metrics.update(gold_eval(policy, tok, eval_prompts, config.max_new_tokens, rt))
             logger.log(step, val_metrics, config.max_iters)
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss", "val/loss", "rewards/margins", "val/rewards/accuracies", "logps/chosen", "logps/rejected",

@@ -39,18 +39,19 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import torch
 
+from atomic_io import atomic_save_figure, atomic_write_text
 from checkpoint import load_model
 from configurator import parse_config, run_cli
+from data.batches import collate, tokenize_demonstrations
 from data.formats import format_prompt, load_prompts, load_sft
-from data.toy.judge import judge, summarize
-from model import atomic_write_text
+from data.toy.judge import format_table, judge, summarize
+from logger import pyplot
 from ppo import decode_responses, rollout
 from runtime import setup_runtime
-from sft import collate, supervised_loss_sum, tokenize_demonstrations
+from sft import build_example, supervised_loss_sum
 from tokenizer import get_tokenizer
 
 TABLE_COLUMNS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
@@ -94,11 +95,11 @@ def distinct_n(texts, n):
 def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, temperature):
     """Sample one response per prompt (temperature 0 = greedy), in batches, with PPO's rollout (no value
     model) -> per-sample dicts: text, ended, kl (to the reference, nats), rm_score, length."""
-    settings = SimpleNamespace(max_new_tokens=config.max_new_tokens, temperature=temperature, missing_eos_penalty=0.0)
     out = []
     for i in range(0, len(prompts), config.batch_size):
         prompt_ids = [tok.encode(format_prompt(p)) for p in prompts[i:i + config.batch_size]]
-        batch = rollout(policy, ref_model, None, reward_model, prompt_ids, tok, settings, rt)
+        batch = rollout(policy, ref_model, None, reward_model, prompt_ids, tok, config.max_new_tokens, temperature,
+                        missing_eos_penalty=0.0, rt=rt)
         kl = (batch["logp"] - batch["ref_logp"]).sum(1).tolist()
         for (text, ended), k, r, n in zip(decode_responses(tok, batch), kl, batch["raw_scores"].tolist(),
                                           batch["mask"].sum(1).tolist()):
@@ -108,7 +109,8 @@ def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt
 
 @torch.no_grad()
 def perplexity(model, tok, records, path, rt, batch_size):
-    examples, _ = tokenize_demonstrations(records, tok, model.config.block_size, path, skip_long=True)
+    demos, _ = tokenize_demonstrations(records, tok, model.config.block_size, path, skip_long=True)
+    examples = [build_example(prompt, response, tok.eot_id) for prompt, response in demos]
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
         x, y = collate(examples[i:i + batch_size], tok.pad_id, rt.device)
@@ -144,30 +146,9 @@ def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, 
     return row, gold
 
 
-def format_table(rows, columns=TABLE_COLUMNS):
-    """{model: row} -> a markdown table of the given columns."""
-    lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in rows.items():
-        cells = []
-        for c in columns:
-            v = row.get(c, float("nan"))
-            cells.append("-" if isinstance(v, float) and math.isnan(v) else f"{v:+.2f}" if "score" in c else f"{v:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (no display needed)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def save_figure(fig, path):
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    pyplot().close(fig)
+    atomic_save_figure(fig, path)
 
 
 def plot_bars(rows, path):
@@ -281,7 +262,7 @@ def main():
         print(f"evaluated {name} ({path})", flush=True)
     # what SFT imitates: the gold judge on the demonstrations (only the judge's own rates; the rest is "-")
     demo_row = summarize([judge(r["prompt"], r["response"]) for r in demos])
-    table = format_table({"demonstrations": demo_row, **rows})
+    table = format_table({"demonstrations": demo_row, **rows}, TABLE_COLUMNS)
     print(f"\n{len(prompt_records)} held-out prompts x {config.samples_per_prompt} samples at temperature "
           f"{config.temperature:g}; greedy_score: one greedy response per prompt\n")
     print(table)

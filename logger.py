@@ -1,22 +1,47 @@
 """Metrics logging shared by the stages: a console line, metrics.jsonl in out_dir, a PNG of the curves,
 and optionally Weights & Biases. Only the master process logs."""
 
+import dataclasses
 import json
 import os
 import time
 
+from atomic_io import atomic_save_figure
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display needed), imported on first use so that
+    a stage that plots nothing never loads matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
 
 class MetricsLogger:
 
-    def __init__(self, out_dir, enabled=True, wandb_project=None, run_name=None, config=None):
+    def __init__(self, config, enabled=True, start_step=0):
+        """config: the stage's config dataclass (its out_dir and wandb_project); enabled: on the master
+        process only; start_step: the step a resumed run starts from."""
         self.enabled = enabled
-        self.path = os.path.join(out_dir, "metrics.jsonl")
+        self.path = os.path.join(config.out_dir, "metrics.jsonl")
         self.history = []
         self.t0 = time.time()
+        self.t_last, self.last_step = self.t0, start_step  # of the previous training line
         self.wandb = None
-        if enabled and wandb_project:
+        if enabled and config.wandb_project:
             import wandb  # optional: pip install wandb
-            self.wandb = wandb.init(project=wandb_project, name=run_name, config=config)
+            self.wandb = wandb.init(project=config.wandb_project, name=os.path.basename(os.path.normpath(config.out_dir)),
+                                    config=dataclasses.asdict(config))
+
+    def log_step(self, step, metrics, lr, grad_norm, total_steps):
+        """A training line: the step's metrics, the learning rate, the gradient norm before clipping (None
+        when there is no clipping) and the wall-clock time per step since the previous training line."""
+        now = time.time()
+        timing = {"time_per_step_s": (now - self.t_last) / max(1, step - self.last_step)}
+        self.t_last, self.last_step = now, step
+        extra = {"lr": lr} if grad_norm is None else {"lr": lr, "grad_norm": grad_norm.item()}
+        self.log(step, {**metrics, **extra, **timing}, total_steps)
 
     def log(self, step, metrics, total_steps=None):
         """Record a dict of named numbers for this step and print them on one line with an ETA."""
@@ -39,9 +64,7 @@ class MetricsLogger:
         """One panel per metric key, against step."""
         if not self.enabled:
             return
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
         keys = [k for k in keys if any(k in r for r in self.history)]
         if not keys:
             return
@@ -53,10 +76,7 @@ class MetricsLogger:
             ax.set_xlabel("step")
         fig.suptitle(title)
         fig.tight_layout()
-        tmp = png_path + ".tmp.png"
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        os.replace(tmp, png_path)
+        atomic_save_figure(fig, png_path)
 
     def finish(self):
         if self.wandb is not None:

@@ -17,13 +17,14 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
+
+from atomic_io import atomic_write, atomic_write_text
 
 
 @dataclass
@@ -100,6 +101,9 @@ class Block(nn.Module):
         return x
 
 
+# -----------------------------------------------------------------------------------------------------
+# helpers of the GPT class below: attention masks for padded batches, sampling, GPT-2 weight files
+
 def padding_attn_mask(attention_mask, T_query, start=0):
     """Build the boolean SDPA mask (B, 1, T_query, T_keys) for queries at positions start..start+T_query
     over keys 0..T_keys, T_keys = attention_mask.shape[1]: causal AND the key is a real token.
@@ -118,6 +122,94 @@ def padding_attn_mask(attention_mask, T_query, start=0):
 def positions_from_mask(attention_mask):
     """Position ids counting only real tokens, so left padding does not shift them: (B, T)."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def filter_logits(logits, top_k=None, top_p=None):
+    """The logits (B, vocab) with every token outside the kept set at -inf. top_k keeps the k most likely
+    tokens (ties with the k-th are kept too; None or 0 = off, as in transformers); top_p keeps the smallest
+    set of most likely tokens whose probability reaches p (nucleus sampling, Holtzman et al. 2020; applied
+    after top_k, to the renormalised distribution). The most likely token always stays."""
+    if top_k and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        sorted_probs = sorted_logits.softmax(dim=-1)  # (B, vocab)
+        # drop a token when the tokens before it already reach top_p; the first one has nothing before it
+        drop_sorted = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+        drop_sorted[:, 0] = False  # so that top_p = 0 still keeps the most likely token (greedy)
+        drop = torch.zeros_like(drop_sorted).scatter(-1, sorted_idx, drop_sorted)  # back to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None):
+    """logits (B, vocab) -> (next token (B,), its log-prob (B,) under softmax(logits / temperature)).
+    temperature 0 is greedy (log-prob under temperature 1). top_k / top_p (filter_logits) only restrict
+    what is sampled: the log-prob is the unfiltered one, the distribution PPO treats as the policy."""
+    if temperature == 0:
+        next_token = logits.argmax(dim=-1)
+        return next_token, F.log_softmax(logits, dim=-1).gather(-1, next_token[:, None]).squeeze(-1)
+    logits = logits / temperature
+    logprobs_all = F.log_softmax(logits, dim=-1)  # (B, vocab)
+    filtered = filter_logits(logits, top_k, top_p)
+    next_token = torch.multinomial(filtered.softmax(dim=-1), num_samples=1).squeeze(-1)  # (B,)
+    return next_token, logprobs_all.gather(-1, next_token[:, None]).squeeze(-1)
+
+
+def token_logprobs(logits, tokens, temperature=1.0):
+    """log pi(token_t | tokens_<t) for given tokens: logits (B, T, vocab) predicting tokens (B, T) -> (B, T).
+    log_softmax(z / tau)[y] = z_y / tau - logsumexp(z / tau); computed without materialising the full
+    (B, T, vocab) log-softmax."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.gather(-1, tokens[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+# Hugging Face's GPT-2 uses Conv1D, which stores these weights transposed relative to nn.Linear
+CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+PRETRAINED_REPOS = {
+    "gpt2": "openai-community/gpt2",  # 124M
+    "gpt2-medium": "openai-community/gpt2-medium",  # 350M
+    "gpt2-large": "openai-community/gpt2-large",  # 774M
+    "gpt2-xl": "openai-community/gpt2-xl",  # 1558M
+}
+
+
+def read_weights(model_dir):
+    """A state dict from model.safetensors (preferred) or pytorch_model.bin in model_dir."""
+    st_path = os.path.join(model_dir, "model.safetensors")
+    bin_path = os.path.join(model_dir, "pytorch_model.bin")
+    if os.path.isfile(st_path):
+        from safetensors.torch import load_file
+        return load_file(st_path)
+    if os.path.isfile(bin_path):
+        return torch.load(bin_path, map_location="cpu", weights_only=True)
+    raise ValueError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
+
+
+def download_pretrained(name, cache_dir=None):
+    """Download config.json and model.safetensors of a GPT-2 model once into cache_dir/name; each file is
+    written through atomic_io.atomic_write, so an interrupted download is never mistaken for a complete
+    one. The endpoint is $HF_ENDPOINT or https://huggingface.co (any URL urllib opens,
+    file:// included)."""
+    cache_dir = cache_dir or os.environ.get("TINYRLHF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tinyrlhf"))
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    model_dir = os.path.join(cache_dir, name)
+    os.makedirs(model_dir, exist_ok=True)
+    for filename in ("config.json", "model.safetensors"):
+        path = os.path.join(model_dir, filename)
+        if os.path.isfile(path):
+            continue
+        url = f"{endpoint}/{PRETRAINED_REPOS[name]}/resolve/main/{filename}"
+        print(f"downloading {url} -> {path}")
+
+        def fetch(tmp_path, url=url):
+            with urllib.request.urlopen(url) as response, open(tmp_path, "wb") as f:
+                shutil.copyfileobj(response, f, length=1 << 20)
+        atomic_write(path, fetch)
+    return model_dir
 
 
 class GPT(nn.Module):
@@ -157,6 +249,17 @@ class GPT(nn.Module):
         # Ziegler et al. 2019 initialise the reward head with std 1/sqrt(n_embd + 1)
         torch.nn.init.normal_(self.score_head.weight, std=1 / math.sqrt(self.config.n_embd + 1))
         torch.nn.init.zeros_(self.score_head.bias)
+
+    def set_dropout(self, p):
+        """Set the dropout probability of every dropout in the model (embeddings, attention weights,
+        residual branches), e.g. to fine-tune with dropout a model that was saved without it."""
+        self.config.dropout = p
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = p
+            elif isinstance(m, CausalSelfAttention):
+                m.dropout = p  # the attention weights' dropout, passed to scaled_dot_product_attention
+        return self
 
     def add_scalar_head(self):
         """Give this model a freshly initialised scalar head (for a reward or value model made from a
@@ -342,108 +445,6 @@ class GPT(nn.Module):
         os.makedirs(save_dir, exist_ok=True)
         atomic_write_text(os.path.join(save_dir, "config.json"), json.dumps(hf_config, indent=2))
         atomic_write(os.path.join(save_dir, "model.safetensors"), lambda p: save_file(tensors, p, metadata={"format": "pt"}))
-
-
-# Hugging Face's GPT-2 uses Conv1D, which stores these weights transposed relative to nn.Linear
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-PRETRAINED_REPOS = {
-    "gpt2": "openai-community/gpt2",  # 124M
-    "gpt2-medium": "openai-community/gpt2-medium",  # 350M
-    "gpt2-large": "openai-community/gpt2-large",  # 774M
-    "gpt2-xl": "openai-community/gpt2-xl",  # 1558M
-}
-
-
-def sample_next_token(logits, temperature=1.0, top_k=None, top_p=None):
-    """logits (B, vocab) -> (next token (B,), its log-prob (B,) under softmax(logits / temperature)).
-    temperature 0 is greedy (log-prob under temperature 1). top_k keeps the k most likely tokens, top_p the
-    smallest set whose probability reaches p (Holtzman et al. 2020); both only restrict what is sampled."""
-    if temperature == 0:
-        next_token = logits.argmax(dim=-1)
-        return next_token, F.log_softmax(logits, dim=-1).gather(-1, next_token[:, None]).squeeze(-1)
-    logits = logits / temperature
-    logprobs_all = F.log_softmax(logits, dim=-1)  # (B, vocab)
-    filtered = logits
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(filtered, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        filtered = filtered.masked_fill(filtered < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, sorted_idx = torch.sort(filtered, descending=True, dim=-1)
-        cum_probs = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        # drop a token when the tokens before it already reach top_p (the most likely token always stays)
-        drop_sorted = (cum_probs - sorted_logits.softmax(dim=-1)) >= top_p
-        drop = drop_sorted.scatter(-1, sorted_idx, drop_sorted)
-        filtered = filtered.masked_fill(drop, float("-inf"))
-    next_token = torch.multinomial(filtered.softmax(dim=-1), num_samples=1).squeeze(-1)  # (B,)
-    return next_token, logprobs_all.gather(-1, next_token[:, None]).squeeze(-1)
-
-
-def token_logprobs(logits, tokens, temperature=1.0):
-    """log pi(token_t | tokens_<t) for given tokens: logits (B, T, vocab) predicting tokens (B, T) -> (B, T).
-    log_softmax(z / tau)[y] = z_y / tau - logsumexp(z / tau); computed without materialising the full
-    (B, T, vocab) log-softmax."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    return logits.gather(-1, tokens[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-# -----------------------------------------------------------------------------------------------------
-# reading and downloading weights
-
-def atomic_write(path, write_fn):
-    """Write a file through write_fn(tmp_path) then rename it into place: a crash leaves the old file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-" + os.path.basename(path))
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path, text):
-    """A text file (a table, a JSON report) written through atomic_write."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
-def read_weights(model_dir):
-    """A state dict from model.safetensors (preferred) or pytorch_model.bin in model_dir."""
-    st_path = os.path.join(model_dir, "model.safetensors")
-    bin_path = os.path.join(model_dir, "pytorch_model.bin")
-    if os.path.isfile(st_path):
-        from safetensors.torch import load_file
-        return load_file(st_path)
-    if os.path.isfile(bin_path):
-        return torch.load(bin_path, map_location="cpu", weights_only=True)
-    raise ValueError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
-
-
-def download_pretrained(name, cache_dir=None):
-    """Download config.json and model.safetensors of a GPT-2 model once into cache_dir/name; each file is
-    written under a temporary name and renamed, so an interrupted download is never mistaken for a
-    complete one. The endpoint is $HF_ENDPOINT or https://huggingface.co (any URL urllib opens,
-    file:// included)."""
-    cache_dir = cache_dir or os.environ.get("TINYRLHF_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tinyrlhf"))
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    model_dir = os.path.join(cache_dir, name)
-    os.makedirs(model_dir, exist_ok=True)
-    for filename in ("config.json", "model.safetensors"):
-        path = os.path.join(model_dir, filename)
-        if os.path.isfile(path):
-            continue
-        url = f"{endpoint}/{PRETRAINED_REPOS[name]}/resolve/main/{filename}"
-        print(f"downloading {url} -> {path}")
-
-        def fetch(tmp_path, url=url):
-            with urllib.request.urlopen(url) as response, open(tmp_path, "wb") as f:
-                shutil.copyfileobj(response, f, length=1 << 20)
-        atomic_write(path, fetch)
-    return model_dir
 
 
 if __name__ == "__main__":

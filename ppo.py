@@ -38,8 +38,6 @@ named otherwise every tensor below is (B, T) and `mask` is 1.0 on response token
 end-of-text and 0.0 on the padding after it.
 """
 
-import contextlib
-import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -50,12 +48,13 @@ import torch.nn as nn
 
 from checkpoint import load_model, prepare_out_dir, save_checkpoint
 from configurator import parse_config, run_cli
-from data.formats import DataError, format_prompt, load_prompts
+from data.batches import left_pad, tokenize_prompts
+from data.formats import format_prompt, load_prompts
+from data.toy.judge import eval_metrics, judge
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, optimizer_step
-from runtime import all_reduce_sum, batch_indices, gather_lists, setup_runtime, shard, teardown, wrap_model
-from sampling import left_pad
+from runtime import all_reduce_sum, batch_indices, check_finite, gather_lists, reduce_metrics, setup_runtime, shard, teardown, wrap_model
 from tokenizer import get_tokenizer
 
 
@@ -84,11 +83,13 @@ class PPOConfig:
     kl_horizon: int = 10000  # K_beta: the controller's horizon, in rollouts
     whiten_rewards: bool = False  # whiten r_t over the batch before GAE (keeping its mean)
     # PPO
-    total_iters: int = 200  # rollout + update iterations
+    max_iters: int = 200  # iterations: rollout + update
     ppo_epochs: int = 4  # passes over each batch of rollouts
     minibatch_size: int = 16  # rollouts per gradient step per process
     learning_rate: float = 1e-5  # AdamW, for the policy and the value model
     weight_decay: float = 0.0  # AdamW weight decay on 2-D weights
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.95  # AdamW beta2
     clip_coef: float = 0.2  # epsilon of the clipped surrogate
     clip_coef_vf: float = 0.2  # epsilon of the clipped value loss (reward units)
     vf_coef: float = 0.1  # weight of the value loss
@@ -272,15 +273,17 @@ def response_logprobs(logits, tokens, T0, temperature):
 
 
 @torch.no_grad()
-def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, config, rt):
-    """Sample one response per prompt and compute everything the update needs. prompt_ids: lists of
-    token ids. Returns a dict of tensors: tokens (B, T0 + T), attention_mask (B, T0 + T), T0, and (B, T)
-    mask, logp, ref_logp, values; (B,) scores (normalised reward, after the missing-EOS penalty),
-    raw_scores, ended."""
+def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_new_tokens, temperature,
+            missing_eos_penalty, rt):
+    """Step 1: sample one response per prompt (prompt_ids: lists of token ids) at temperature tau (0 =
+    greedy) and compute everything the update needs. value_model may be None (evaluation: values are 0).
+    Returns a dict of tensors: tokens (B, T0 + T), attention_mask (B, T0 + T), T0, and (B, T) mask, logp,
+    ref_logp, values; (B,) scores (normalised reward, minus missing_eos_penalty for a response with no
+    end-of-text), raw_scores, ended."""
     prompts, prompt_mask = left_pad(prompt_ids, tok.pad_id, rt.device)  # (B, T0)
     T0 = prompts.shape[1]
     with rt.autocast:
-        tokens = policy.generate(prompts, config.max_new_tokens, temperature=config.temperature,
+        tokens = policy.generate(prompts, max_new_tokens, temperature=temperature,
                                  eos_token_id=tok.eot_id, pad_token_id=tok.pad_id, attention_mask=prompt_mask)
     mask, ended = response_mask(tokens[:, T0:], tok.eot_id)  # (B, T), (B,)
     attention_mask = torch.cat([prompt_mask, mask.long()], dim=1)  # (B, T0 + T)
@@ -292,14 +295,49 @@ def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, confi
         values = (value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1] if value_model is not None
                   else torch.zeros_like(mask))
         rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
-    tau = config.temperature if config.temperature > 0 else 1.0  # greedy (evaluation): the model's own log-probs
+    tau = temperature if temperature > 0 else 1.0  # greedy (evaluation): the model's own log-probs
     logp = response_logprobs(logits, tokens, T0, tau) * mask
     ref_logp = response_logprobs(ref_logits, tokens, T0, tau) * mask
     last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
     raw_scores = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
-    scores = raw_scores - config.missing_eos_penalty * (~ended).float()
+    scores = raw_scores - missing_eos_penalty * (~ended).float()
     return dict(tokens=tokens, attention_mask=attention_mask, T0=T0, mask=mask, logp=logp, ref_logp=ref_logp,
                 values=values.float() * mask, scores=scores, raw_scores=raw_scores, ended=ended)
+
+
+def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibatch_size, clip_coef, clip_coef_vf,
+               vf_coef, ent_coef, temperature, grad_clip, generator, rt):
+    """Step 4: ppo_epochs passes over shuffled minibatches of a rollout batch, one gradient step each on
+
+        L = L_clip(policy) + vf_coef * L_V - ent_coef * H
+
+    model: PolicyAndValue (possibly DDP-wrapped); batch: rollout()'s dict, whose logp and values are the
+    old policy's and old values; advantages and returns (B, T) from compute_gae. generator draws the
+    minibatch order. Returns the mean over minibatches of each logged metric (this rank's)."""
+    tokens, attention_mask, T0, mask = batch["tokens"], batch["attention_mask"], batch["T0"], batch["mask"]
+    sums, n_minibatches = {}, 0
+    for epoch in range(ppo_epochs):
+        perm = torch.randperm(len(tokens), generator=generator).tolist()
+        for start in range(0, len(perm), minibatch_size):
+            mb = torch.tensor(perm[start:start + minibatch_size], device=rt.device)
+            mb_mask = mask[mb]
+            with rt.autocast:
+                logits, all_values = model(tokens[mb], attention_mask[mb])  # (mb, T0 + T, vocab), (mb, T0 + T)
+            logits = logits[:, T0 - 1:-1].float()  # (mb, T, vocab): the logits that predict the response
+            logp = token_logprobs(logits, tokens[mb, T0:], temperature)  # (mb, T)
+            mb_values = all_values[:, T0 - 1:-1].float()  # (mb, T): V(s_t)
+            pg_loss, approx_kl, clipfrac = policy_loss(logp, batch["logp"][mb], advantages[mb], mb_mask, clip_coef)
+            vf_loss, vf_clipfrac = value_loss(mb_values, batch["values"][mb], returns[mb], mb_mask, clip_coef_vf)
+            entropy = masked_mean(entropy_from_logits(logits / temperature), mb_mask)
+            loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy
+            rt.scaler.scale(loss).backward()
+            optimizer_step(model, optimizer, rt.scaler, grad_clip)
+            stats = {"ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/approx_kl": approx_kl,
+                     "ppo/clipfrac": clipfrac, "ppo/val/clipfrac": vf_clipfrac, "objective/entropy": entropy}
+            for k, v in stats.items():
+                sums[k] = sums.get(k, 0) + v.detach()
+            n_minibatches += 1
+    return {k: v / n_minibatches for k, v in sums.items()}
 
 
 def decode_responses(tok, batch):
@@ -312,10 +350,38 @@ def decode_responses(tok, batch):
     return out
 
 
-def gold_verdicts(prompts, responses):
-    """The toy world's gold judge on (prompt, (text, ended)) pairs."""
-    from data.toy.judge import judge
-    return [judge(p, text, ended) for p, (text, ended) in zip(prompts, responses)]
+def load_models(sft_dir, reward_dir, value_init):
+    """PPO's four models: the policy and the frozen reference (both the SFT weights), the frozen normalised
+    reward model, and the value model -- value_init 'reward': the reward model's weights (InstructGPT),
+    'sft': the SFT trunk with a zero head. Returns (policy, ref_model, value_model, reward_model, tokenizer)."""
+    policy, tok_name, _ = load_model(sft_dir)
+    ref_model, _, _ = load_model(sft_dir)
+    reward_model, rm_tok_name, rm_ckpt = load_model(reward_dir)
+    if reward_model.score_head is None or rm_ckpt is None or "reward_norm" not in rm_ckpt:
+        raise ValueError(f"reward_dir {reward_dir!r}: not a normalised reward model written by reward.py")
+    if get_tokenizer(rm_tok_name).spec != get_tokenizer(tok_name).spec:
+        raise ValueError(f"{reward_dir}: the reward model's tokenizer is not the policy's ({sft_dir})")
+    if value_init == "reward":
+        value_model, _, _ = load_model(reward_dir)
+    elif value_init == "sft":
+        value_model = load_model(sft_dir)[0].add_scalar_head()
+        nn.init.zeros_(value_model.score_head.weight)  # V = 0 everywhere at first: a constant baseline, not noise
+    else:
+        raise ValueError(f"value_init {value_init!r}: expected 'reward' or 'sft'")
+    return policy, ref_model, value_model, reward_model, get_tokenizer(tok_name)
+
+
+def gold_evaluation(policy, ref_model, value_model, reward_model, records, tok, config, rt):
+    """Gold judge, reward-model score and KL to the reference on the held-out toy prompts (records), sampled
+    at tau, eval_samples_per_prompt times each; split across ranks."""
+    records = shard(records, rt) * config.eval_samples_per_prompt
+    batch = rollout(policy, ref_model, value_model, reward_model, [tok.encode(format_prompt(r["prompt"])) for r in records],
+                    tok, config.max_new_tokens, config.temperature, config.missing_eos_penalty, rt)
+    verdicts = [judge(r["prompt"], text, ended) for r, (text, ended) in zip(records, decode_responses(tok, batch))]
+    sums = reduce_metrics({"eval/rm_score": batch["raw_scores"].sum(), "eval/kl": (batch["logp"] - batch["ref_logp"]).sum(),
+                           "n": torch.tensor(float(len(records)), device=rt.device)})
+    n = sums.pop("n")
+    return {**{k: v / n for k, v in sums.items()}, **eval_metrics(gather_lists(verdicts, rt))}
 
 
 # -----------------------------------------------------------------------------
@@ -325,40 +391,16 @@ def main():
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
     # --- models: policy and value are trained; the reference and the reward model are frozen ------
-    policy, tok_name, _ = load_model(config.sft_dir)
-    ref_model, _, _ = load_model(config.sft_dir)
-    reward_model, rm_tok_name, rm_ckpt = load_model(config.reward_dir)
-    if reward_model.score_head is None or rm_ckpt is None or "reward_norm" not in rm_ckpt:
-        raise ValueError(f"reward_dir {config.reward_dir!r}: not a normalised reward model written by reward.py")
-    if get_tokenizer(rm_tok_name).spec != get_tokenizer(tok_name).spec:
-        raise ValueError(f"{config.reward_dir}: the reward model's tokenizer is not the policy's ({config.sft_dir})")
-    if config.value_init == "reward":
-        value_model, _, _ = load_model(config.reward_dir)
-    elif config.value_init == "sft":
-        value_model = load_model(config.sft_dir)[0].add_scalar_head()
-        nn.init.zeros_(value_model.score_head.weight)  # V = 0 everywhere at first: a constant baseline, not noise
-    else:
-        raise ValueError(f"value_init {config.value_init!r}: expected 'reward' or 'sft'")
-    tok = get_tokenizer(tok_name)
-    block_size = policy.config.block_size
+    policy, ref_model, value_model, reward_model, tok = load_models(config.sft_dir, config.reward_dir, config.value_init)
 
     # --- data: prompts that leave room for max_new_tokens -------------------------------------------
-    prompt_ids, prompt_texts, n_long = [], [], 0
-    for i, r in enumerate(load_prompts(config.prompts)):
-        ids = tok.encode(format_prompt(r["prompt"]))
-        if len(ids) + config.max_new_tokens > block_size:
-            if not config.skip_long:
-                raise DataError(f"{config.prompts}:{r.get('line', i + 1)}: prompt of {len(ids)} tokens leaves no room for "
-                                f"max_new_tokens {config.max_new_tokens} in block_size {block_size}; pass --skip_long=True")
-            n_long += 1
-            continue
-        prompt_ids.append(ids)
-        prompt_texts.append(r["prompt"])
+    prompt_records, prompt_ids, n_long = tokenize_prompts(load_prompts(config.prompts), tok, policy.config.block_size,
+                                                          config.max_new_tokens, config.prompts, config.skip_long)
     eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
     if rt.master:
         prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
         print(f"ppo: {len(prompt_ids)} prompts (skipped as too long: {n_long}); {config.batch_size * rt.world_size} rollouts "
-              f"per iteration = {config.batch_size} x {rt.world_size} processes; {config.total_iters} iterations; "
+              f"per iteration = {config.batch_size} x {rt.world_size} processes; {config.max_iters} iterations; "
               f"minibatch {config.minibatch_size} x {config.ppo_epochs} epochs; policy {policy.get_num_params() / 1e6:.2f}M "
               f"parameters; device {rt.device}, dtype {rt.dtype}")
 
@@ -367,45 +409,25 @@ def main():
     for m in (ref_model, reward_model):
         m.eval().requires_grad_(False)
     trainable = PolicyAndValue(policy, value_model).train()
-    optimizer = configure_adamw(trainable, config.learning_rate, config.weight_decay, (0.9, 0.95), rt.device_type)
+    optimizer = configure_adamw(trainable, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
     model = wrap_model(trainable, rt, config.compile)
     kl_ctl = AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
-    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
-                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
-
-    def evaluate(it):
-        """Gold judge, reward-model score and KL to the reference on the held-out toy prompts, at tau."""
-        records = shard(eval_records, rt) * config.eval_samples_per_prompt
-        batch = rollout(policy, ref_model, value_model, reward_model,
-                        [tok.encode(format_prompt(r["prompt"])) for r in records], tok, config, rt)
-        verdicts = gather_lists(gold_verdicts([r["prompt"] for r in records], decode_responses(tok, batch)), rt)
-        sums = all_reduce_sum(torch.stack([batch["raw_scores"].sum(), (batch["logp"] - batch["ref_logp"]).sum(),
-                                           torch.tensor(float(len(records)), device=rt.device)]))
-        from data.toy.judge import summarize
-        summary = summarize(verdicts)
-        return {"eval/gold_score": summary["score"], "eval/rm_score": (sums[0] / sums[2]).item(),
-                "eval/kl": (sums[1] / sums[2]).item(), "eval/harmful_refusal": summary["harmful_refusal"],
-                "eval/over_refusal": summary["over_refusal"], "eval/well_formed": summary["well_formed"],
-                **{f"eval/{k}": summary[k] for k in ("topic_correct", "math_correct", "unanswerable_idk") if k in summary}}
-
-    def save(it):
-        if rt.master:
-            save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok.spec, extra={
-                "value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
-
+    logger = MetricsLogger(config, enabled=rt.master)
+    models = (policy, ref_model, value_model, reward_model)  # for the periodic gold evaluation
     if config.toy_eval:
-        logger.log(0, evaluate(0), config.total_iters)
+        logger.log(0, gold_evaluation(*models, eval_records, tok, config, rt), config.max_iters)
 
     # --- the training loop ---------------------------------------------------------------------------
-    for it in range(1, config.total_iters + 1):
+    for it in range(1, config.max_iters + 1):
         t_start = time.time()
         # 1. rollout: this rank's share of a global batch drawn the same way on every rank
         ids = batch_indices(len(prompt_ids), config.batch_size * rt.world_size, config.seed, it)
         ids = ids[rt.rank * config.batch_size:(rt.rank + 1) * config.batch_size]
         policy.eval()
-        batch = rollout(policy, ref_model, value_model, reward_model, [prompt_ids[i] for i in ids], tok, config, rt)
+        batch = rollout(policy, ref_model, value_model, reward_model, [prompt_ids[i] for i in ids], tok,
+                        config.max_new_tokens, config.temperature, config.missing_eos_penalty, rt)
         policy.train()
-        mask, values, old_logp = batch["mask"], batch["values"], batch["logp"]
+        mask, values = batch["mask"], batch["values"]
         t_rollout = time.time() - t_start
 
         # 2. rewards: the score at the last token, a KL penalty on every token
@@ -415,65 +437,43 @@ def main():
         # 3. advantages and value targets; returns are taken before the advantages are whitened
         advantages, returns = compute_gae(rewards, values, mask, config.gamma, config.lam)
         advantages = masked_whiten(advantages, mask, distributed=rt.ddp)
-
         # 4. PPO epochs over shuffled minibatches
-        tokens, attention_mask, T0 = batch["tokens"], batch["attention_mask"], batch["T0"]
-        stats = []  # per minibatch: pg_loss, vf_loss, approx_kl, clipfrac, vf_clipfrac, entropy
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + it * 101 + rt.rank)
-        for epoch in range(config.ppo_epochs):
-            perm = torch.randperm(len(ids), generator=g).tolist()
-            for start in range(0, len(perm), config.minibatch_size):
-                mb = torch.tensor(perm[start:start + config.minibatch_size], device=rt.device)
-                mb_mask = mask[mb]
-                with rt.autocast:
-                    logits, all_values = model(tokens[mb], attention_mask[mb])  # (mb, T0 + T, vocab), (mb, T0 + T)
-                logits = logits[:, T0 - 1:-1].float()  # (mb, T, vocab): the logits that predict the response
-                logp = token_logprobs(logits, tokens[mb, T0:], config.temperature)  # (mb, T)
-                mb_values = all_values[:, T0 - 1:-1].float()  # (mb, T): V(s_t)
-                pg_loss, approx_kl, clipfrac = policy_loss(logp, old_logp[mb], advantages[mb], mb_mask, config.clip_coef)
-                vf_loss, vf_clipfrac = value_loss(mb_values, values[mb], returns[mb], mb_mask, config.clip_coef_vf)
-                entropy = masked_mean(entropy_from_logits(logits / config.temperature), mb_mask)
-                loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy
-                rt.scaler.scale(loss).backward()
-                optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
-                stats.append(torch.stack([pg_loss.detach(), vf_loss.detach(), approx_kl, clipfrac, vf_clipfrac, entropy.detach()]))
+        update = ppo_update(model, optimizer, batch, advantages, returns, config.ppo_epochs, config.minibatch_size,
+                            config.clip_coef, config.clip_coef_vf, config.vf_coef, config.ent_coef, config.temperature,
+                            config.grad_clip, g, rt)
 
         # --- logging: every number is averaged over all ranks -------------------------------------------
-        n = float(len(ids) * rt.world_size)
-        seq_kl = kl.sum(dim=1)  # (B,) the sampled KL(pi || pi_ref) of each response, in nats
-        sums = all_reduce_sum(torch.stack([
-            batch["raw_scores"].sum(), batch["scores"].sum(), seq_kl.sum(), mask.sum(), batch["ended"].float().sum(),
-            explained_variance(values, returns, mask) * len(ids)]))
-        update = all_reduce_sum(torch.stack(stats).mean(0)) / rt.world_size
-        metrics = {
-            "env/reward_mean": (sums[0] / n).item(), "env/score_with_penalty": (sums[1] / n).item(),
-            "objective/kl": (sums[2] / n).item(), "objective/kl_coef": kl_ctl.kl_coef,
-            "objective/entropy": update[5].item(), "ppo/loss/policy": update[0].item(),
-            "ppo/loss/value": update[1].item(), "ppo/approx_kl": update[2].item(), "ppo/clipfrac": update[3].item(),
-            "ppo/val/clipfrac": update[4].item(), "ppo/explained_variance": (sums[5] / n).item(),
-            "response/length": (sums[3] / n).item(), "response/ended": (sums[4] / n).item(),
-        }
+        n = len(ids) * rt.world_size
+        metrics = reduce_metrics({
+            "env/reward_mean": batch["raw_scores"].sum(), "env/score_with_penalty": batch["scores"].sum(),
+            "objective/kl": kl.sum(dim=1).sum(), "response/length": mask.sum(), "response/ended": batch["ended"].float().sum(),
+            "ppo/explained_variance": explained_variance(values, returns, mask) * len(ids)}, n)
+        metrics.update({"objective/kl_coef": kl_ctl.kl_coef, **reduce_metrics(update, rt.world_size)})
         responses = decode_responses(tok, batch) if (config.toy_eval or it % config.sample_interval == 0) else None
         if config.toy_eval:
-            gold = [v["score"] for v in gold_verdicts([prompt_texts[i] for i in ids], responses)]
-            metrics["env/gold_score"] = (all_reduce_sum(torch.tensor([sum(gold)], device=rt.device)) / n).item()
+            gold = sum(judge(prompt_records[i]["prompt"], text, ended)["score"] for i, (text, ended) in zip(ids, responses))
+            metrics.update(reduce_metrics({"env/gold_score": torch.tensor(float(gold), device=rt.device)}, n))
+        check_finite(metrics, it, config.out_dir)
         if config.adaptive_kl:
-            kl_ctl.update(metrics["objective/kl"], int(n))
+            kl_ctl.update(metrics["objective/kl"], n)
         dt = time.time() - t_start
-        metrics["perf/tokens_per_s"] = sums[3].item() / dt  # response tokens sampled and trained on, all ranks
+        metrics["perf/tokens_per_s"] = metrics["response/length"] * n / dt  # response tokens sampled and trained on, all ranks
         metrics["perf/rollout_fraction"] = t_rollout / dt
         if it % config.log_interval == 0:
-            logger.log(it, metrics, config.total_iters)
+            logger.log(it, metrics, config.max_iters)
         if rt.master and it % config.sample_interval == 0:
             with open(os.path.join(config.out_dir, "samples.txt"), "a") as f:
                 for i, (text, ended) in list(zip(ids, responses))[:4]:
-                    line = f"[iter {it}] {prompt_texts[i]!r} -> {text!r}{'' if ended else ' (no end)'}"
+                    line = f"[iter {it}] {prompt_records[i]['prompt']!r} -> {text!r}{'' if ended else ' (no end)'}"
                     f.write(line + "\n")
                     print(line)
-        if it % config.eval_interval == 0 or it == config.total_iters:
+        if it % config.eval_interval == 0 or it == config.max_iters:
             if config.toy_eval:
-                logger.log(it, evaluate(it), config.total_iters)
-            save(it)
+                logger.log(it, gold_evaluation(*models, eval_records, tok, config, rt), config.max_iters)
+            if rt.master:
+                save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok.spec, extra={
+                    "value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["env/reward_mean", "env/gold_score", "objective/kl", "ppo/approx_kl", "ppo/clipfrac",
                          "ppo/explained_variance", "response/length", "eval/gold_score"], "PPO")

@@ -26,24 +26,23 @@ element; our data has one pair per prompt. Pairs with identical chosen and rejec
 counted (they carry no preference).
 """
 
-import contextlib
-import dataclasses
 import json
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from atomic_io import atomic_save_figure, atomic_write_text
 from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state, save_checkpoint
 from configurator import parse_config, run_cli
-from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts
-from logger import MetricsLogger
-from model import atomic_write_text
+from data.batches import collate_sequences, tokenize_pairs
+from data.formats import format_prompt, format_response, load_prefs, load_prompts
+from logger import MetricsLogger, pyplot
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
+from runtime import (backward_share, batch_indices, check_finite, micro_batches, reduce_metrics, setup_runtime, shard,
+                     teardown, wrap_model)
 from sampling import generate_responses
 from tokenizer import get_tokenizer
 
@@ -78,7 +77,7 @@ class RewardConfig:
     overfit_batch: bool = False  # debugging: train on the same first batch every step
     # evaluation and logging
     eval_interval: int = 200  # steps between validation accuracy + checkpoint
-    eval_max_pairs: int = 1000  # validation pairs used (0 = all)
+    eval_max_examples: int = 1000  # validation pairs used (0 = all)
     log_interval: int = 10  # steps between training-loss lines
     norm_samples: int = 512  # SFT samples on RL prompts for the normalisation (and gold agreement)
     max_new_tokens: int = 128  # response length limit for those samples
@@ -108,41 +107,15 @@ def end_scores(scores, lengths):
     return scores.gather(1, (lengths - 1)[:, None]).squeeze(1)
 
 
-def tokenize_pairs(records, tok, block_size, path, skip_long):
-    """records -> [(chosen_ids, rejected_ids)], each = prompt + response + end-of-text. Identical chosen
-    and rejected are skipped and counted; over-long pairs are a DataError (or skipped with skip_long)."""
-    pairs, n_identical, n_long = [], 0, 0
-    for i, r in enumerate(records):
-        if r["chosen"] == r["rejected"]:
-            n_identical += 1
-            continue
-        prompt = tok.encode(format_prompt(r["prompt"]))
-        chosen = prompt + tok.encode(format_response(r["chosen"])) + [tok.eot_id]
-        rejected = prompt + tok.encode(format_response(r["rejected"])) + [tok.eot_id]
-        if max(len(chosen), len(rejected)) > block_size:
-            if skip_long:
-                n_long += 1
-                continue
-            raise DataError(f"{path}:{r.get('line', i + 1)}: pair of {max(len(chosen), len(rejected))} tokens is "
-                            f"longer than block_size {block_size}; shorten it or pass --skip_long=True")
-        pairs.append((chosen, rejected))
-    if not pairs:
-        raise DataError(f"{path}: no usable pairs ({n_identical} identical, {n_long} too long)")
-    return pairs, n_identical, n_long
+def pair_sequences(pairs, eot_id):
+    """Tokenised pairs (data.batches.tokenize_pairs) -> [(chosen, rejected)], each prompt + response +
+    end-of-text: the reward model reads its score at that last token."""
+    return [(prompt + chosen + [eot_id], prompt + rejected + [eot_id]) for prompt, chosen, rejected in pairs]
 
 
 def collate_pairs(pairs, pad_id, device):
     """[(chosen, rejected)] -> x (2B, T) right-padded, chosen rows first, and lengths (2B,)."""
     return collate_sequences([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)
-
-
-def collate_sequences(seqs, pad_id, device):
-    """Token lists -> x (N, T) right-padded with pad_id, and lengths (N,)."""
-    lengths = torch.tensor([len(s) for s in seqs])
-    x = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        x[i, :len(s)] = torch.tensor(s)
-    return x.to(device), lengths.to(device)
 
 
 def normalize_head(model, raw_scores):
@@ -192,11 +165,28 @@ def score_texts(model, tok, prompts, responses, rt, batch_size=64):
     return torch.cat(out).numpy()
 
 
+@torch.no_grad()
+def evaluate_pairs(model, pairs, batch_size, margin, pad_id, rt):
+    """Validation loss and accuracy over held-out pairs, split across ranks."""
+    model.eval()
+    sums = {"loss": torch.zeros((), device=rt.device), "accuracy": torch.zeros((), device=rt.device)}
+    mine = shard(pairs, rt)
+    for i in range(0, len(mine), batch_size):
+        x, lengths = collate_pairs(mine[i:i + batch_size], pad_id, rt.device)  # (2B, T), (2B,)
+        with rt.autocast:
+            r = end_scores(model(x, scores=True).float(), lengths)  # (2B,)
+        losses, correct = bradley_terry_loss(r[:len(r) // 2], r[len(r) // 2:], margin)
+        sums["loss"] += losses.sum()
+        sums["accuracy"] += correct.sum()
+    model.train()
+    return reduce_metrics(sums, len(pairs))
+
+
 def main():
     config = parse_config(RewardConfig)
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
-    # --- models and tokenizer -------------------------------------------------------------------
+    # --- model and tokenizer: the SFT model with a fresh scalar head --------------------------------
     resume_ckpt = load_checkpoint(config.out_dir) if config.resume else None
     if resume_ckpt is not None:
         model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["tokenizer"]
@@ -204,101 +194,69 @@ def main():
         model, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
         model.add_scalar_head()
     tok = get_tokenizer(tok_name)
-    block_size = model.config.block_size
 
     # --- data, validated before anything is written ------------------------------------------------
-    train, n_identical, n_long = tokenize_pairs(load_prefs(config.train_data), tok, block_size, config.train_data, config.skip_long)
+    def pairs(records, path):
+        tokenized, n_identical, n_long = tokenize_pairs(records, tok, model.config.block_size, path, config.skip_long,
+                                                        shifted=False)  # the score is read at the last token
+        return pair_sequences(tokenized, tok.eot_id), n_identical, n_long
+    train, n_identical, n_long = pairs(load_prefs(config.train_data), config.train_data)
     val_records = load_prefs(config.val_data)
-    val, _, _ = tokenize_pairs(val_records, tok, block_size, config.val_data, config.skip_long)
+    val = pairs(val_records, config.val_data)[0][:config.eval_max_examples or None]
     rl_prompts = [r["prompt"] for r in load_prompts(config.rl_prompts)][:config.norm_samples]
-    if config.eval_max_pairs:
-        val = val[:config.eval_max_pairs]
-    if rt.master:
-        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
         print(f"reward: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
               f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
               f"{config.max_iters} steps; {model.get_num_params() / 1e6:.2f}M parameters; device {rt.device}, dtype {rt.dtype}")
 
+    # --- optimizer, DDP -------------------------------------------------------------------------------
     model.to(rt.device)
     optimizer = configure_adamw(model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
-    start_step = 0
-    if resume_ckpt is not None:
-        start_step = restore_training_state(resume_ckpt, optimizer, rt.scaler)
-        resume_ckpt = None
+    step = restore_training_state(resume_ckpt, optimizer, rt.scaler) if resume_ckpt is not None else 0
+    del resume_ckpt
     raw_model = model
     model = wrap_model(model, rt, config.compile)
-    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
-                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
-
-    @torch.no_grad()
-    def evaluate_pairs():
-        """Validation loss and accuracy over the held-out pairs, split across ranks."""
-        model.eval()
-        totals = torch.zeros(3, device=rt.device)  # [sum of losses, number correct, number of pairs]
-        mine = shard(val, rt)
-        for i in range(0, len(mine), config.batch_size):
-            x, lengths = collate_pairs(mine[i:i + config.batch_size], tok.pad_id, rt.device)
-            with rt.autocast:
-                r = end_scores(model(x, scores=True).float(), lengths)  # (2B,)
-            losses, correct = bradley_terry_loss(r[:len(r) // 2], r[len(r) // 2:], config.margin)
-            totals += torch.stack([losses.sum(), correct.sum(), torch.tensor(float(len(losses)), device=rt.device)])
-        all_reduce_sum(totals)
-        model.train()
-        return (totals[0] / totals[2]).item(), (totals[1] / totals[2]).item()
+    logger = MetricsLogger(config, enabled=rt.master, start_step=step)
 
     # --- the training loop -------------------------------------------------------------------------------
     model.train()
-    step = start_step
-    t_last = time.time()
     while step < config.max_iters:
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         step_pairs = [train[i] for i in batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)]
-        totals = torch.zeros(2, device=rt.device)  # [sum of pair losses, number correct] on this rank
-        for micro in range(config.grad_accum_steps):
-            start = (micro * rt.world_size + rt.rank) * config.batch_size
-            x, lengths = collate_pairs(step_pairs[start:start + config.batch_size], tok.pad_id, rt.device)  # (2B, T)
-            sync_context = model.no_sync() if rt.ddp and micro < config.grad_accum_steps - 1 else contextlib.nullcontext()
+        sums = {"loss/train": torch.zeros((), device=rt.device), "reward/accuracy_train": torch.zeros((), device=rt.device)}
+        for mb_pairs, sync_context in micro_batches(model, step_pairs, config.batch_size, rt):
+            x, lengths = collate_pairs(mb_pairs, tok.pad_id, rt.device)  # (2B, T), (2B,)
             with sync_context:
                 with rt.autocast:
                     scores = model(x, scores=True)  # (2B, T): chosen rows, then rejected rows
                 r = end_scores(scores.float(), lengths)  # (2B,)
-                B = len(r) // 2
-                losses, correct = bradley_terry_loss(r[:B], r[B:], config.margin)  # (B,)
-                # mean over every pair of the optimizer step; DDP averages over ranks, hence * world_size
-                loss = losses.sum() * rt.world_size / global_batch
-                rt.scaler.scale(loss).backward()
-            totals += torch.stack([losses.detach().sum(), correct.sum()])
+                losses, correct = bradley_terry_loss(r[:len(r) // 2], r[len(r) // 2:], config.margin)  # (B,)
+                backward_share(losses.sum(), global_batch, rt)  # the mean over every pair of the step
+            sums["loss/train"] += losses.detach().sum()
+            sums["reward/accuracy_train"] += correct.sum()
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
-        train_loss, train_acc = (all_reduce_sum(totals) / global_batch).tolist()
+        metrics = reduce_metrics(sums, global_batch)
         step += 1
-        if not np.isfinite(train_loss):
-            raise FloatingPointError(f"training loss became {train_loss} at step {step}; stopping. The last good "
-                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')}")
+        check_finite(metrics, step, config.out_dir)
         if step % config.log_interval == 0 or step == config.max_iters:
-            dt, t_last = time.time() - t_last, time.time()
-            metrics = {"loss/train": train_loss, "reward/accuracy_train": train_acc, "lr": lr,
-                       "time_per_step_s": dt / config.log_interval}
-            if grad_norm is not None:
-                metrics["grad_norm"] = grad_norm.item()
-            logger.log(step, metrics, config.max_iters)
+            logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            val_loss, val_acc = evaluate_pairs()
-            logger.log(step, {"loss/val": val_loss, "reward/accuracy_val": val_acc}, config.max_iters)
+            val_metrics = evaluate_pairs(model, val, config.batch_size, config.margin, tok.pad_id, rt)
+            logger.log(step, {"loss/val": val_metrics["loss"], "reward/accuracy_val": val_metrics["accuracy"]}, config.max_iters)
             if step < config.max_iters and rt.master:  # the final checkpoint is written after normalisation
                 save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss/train", "loss/val", "reward/accuracy_train", "reward/accuracy_val"], "reward model")
 
     # --- normalisation on SFT samples, evaluation against the gold judge, saving ------------------------------
-    val_loss, val_acc = evaluate_pairs()
+    val_metrics = evaluate_pairs(model, val, config.batch_size, config.margin, tok.pad_id, rt)
     if rt.master:
         raw_model.eval()
         policy, _, _ = load_model(config.norm_policy or config.init_from)
-        policy.to(rt.device).eval()
-        samples = generate_responses(policy, tok, rl_prompts, config.max_new_tokens, temperature=1.0,
+        samples = generate_responses(policy.to(rt.device).eval(), tok, rl_prompts, config.max_new_tokens, temperature=1.0,
                                      device=rt.device, autocast=rt.autocast)
         del policy
         raw = score_texts(raw_model, tok, rl_prompts, [text for text, _ in samples], rt)  # (norm_samples,)
@@ -307,7 +265,7 @@ def main():
         gold_report = toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, raw, rt,
                                       config.out_dir) if config.toy_eval else {}
         reward_norm = normalize_head(raw_model, raw)
-        report = {"val_accuracy": val_acc, "val_loss": val_loss, **reward_norm, **gold_report}
+        report = {"val_accuracy": val_metrics["accuracy"], "val_loss": val_metrics["loss"], **reward_norm, **gold_report}
         save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler,
                         extra={"reward_norm": reward_norm, "report": report})
         atomic_write_text(os.path.join(config.out_dir, "report.json"), json.dumps(report, indent=2))
@@ -341,18 +299,14 @@ def toy_gold_report(model, tok, val_records, rl_prompts, samples, sample_rewards
     bins = np.linspace(0, 1, 11)
     which = np.clip(np.digitize(p, bins) - 1, 0, 9)
     points = [(p[which == b].mean(), outcome[which == b].mean(), int((which == b).sum())) for b in range(10) if (which == b).any()]
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = pyplot().subplots(figsize=(4, 4))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
     ax.plot([q[0] for q in points], [q[1] for q in points], "o-", label="reward model")
     ax.set_xlabel("predicted P(chosen better)")
     ax.set_ylabel("rate the gold judge agrees")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "calibration.png"), dpi=100)
-    plt.close(fig)
+    atomic_save_figure(fig, os.path.join(out_dir, "calibration.png"))
     return {"gold_accuracy_val": gold_acc, "gold_pairs_val": int(untied.sum()), "gold_accuracy_by_kind": gold_acc_by_kind,
             "spearman_val_responses": spearman(np.r_[r_c, r_r], np.r_[g_c, g_r]),
             "spearman_sft_samples": spearman(sample_rewards, sample_gold),

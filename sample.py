@@ -28,8 +28,8 @@ class SampleConfig:
     num_samples: int = 3  # independent samples
     max_new_tokens: int = 64  # tokens generated per sample
     temperature: float = 1.0  # 0 = greedy
-    top_k: int = None  # keep only the k most likely tokens
-    top_p: float = None  # keep the smallest set of tokens whose probability reaches p
+    top_k: int = None  # keep only the k most likely tokens (None or 0 = off)
+    top_p: float = None  # keep the smallest set of tokens whose probability reaches p (0 = greedy)
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype
     seed: int = 1337

@@ -1,22 +1,13 @@
-"""Turning prompt strings into left-padded batches and sampled responses back into strings: shared by
-every stage that samples (SFT's periodic samples, the reward model's normalisation, DPO, evaluation).
-PPO's rollouts keep their tensors and live in ppo.py."""
+"""Prompt strings in, sampled response strings out: shared by every stage that samples text (SFT's
+periodic samples, the reward model's normalisation, DPO's gold evaluation). PPO's rollouts keep their
+tensors and live in ppo.py."""
+
+import contextlib
 
 import torch
 
+from data.batches import left_pad
 from data.formats import format_prompt
-
-
-def left_pad(rows, pad_id, device="cpu"):
-    """rows: lists of token ids -> (idx (B, T), attention_mask (B, T)), padded on the left so that every
-    prompt ends at the same position and generation continues all rows in step."""
-    T = max(len(r) for r in rows)
-    idx = torch.full((len(rows), T), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), T), dtype=torch.long)
-    for i, r in enumerate(rows):
-        idx[i, T - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, T - len(r):] = 1
-    return idx.to(device), mask.to(device)
 
 
 @torch.no_grad()
@@ -24,7 +15,6 @@ def generate_responses(model, tok, prompts, max_new_tokens, temperature=1.0, top
                        batch_size=64, device="cpu", autocast=None):
     """Sample one response per prompt (raw human messages; the template is applied here).
     Returns a list of (response text without end-of-text, ended: bool) in prompt order."""
-    import contextlib
     autocast = autocast or contextlib.nullcontext()
     out = []
     for i in range(0, len(prompts), batch_size):

@@ -22,10 +22,7 @@ error (or skipped and counted with --skip_long=True) instead of being truncated,
 is silently cut before its end-of-text token.
 """
 
-import contextlib
-import dataclasses
 import os
-import time
 from dataclasses import dataclass
 
 import torch
@@ -34,11 +31,13 @@ from torch.nn import functional as F
 from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state,
                         save_checkpoint)
 from configurator import parse_config, run_cli
-from data.formats import DataError, format_prompt, format_response, load_sft
+from data.batches import collate, tokenize_demonstrations
+from data.formats import load_sft
 from logger import MetricsLogger
 from model import GPT, GPTConfig
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import all_reduce_sum, batch_indices, setup_runtime, shard, teardown, wrap_model
+from runtime import (backward_share, batch_indices, check_finite, micro_batches, reduce_metrics, setup_runtime, shard,
+                     teardown, wrap_model)
 from sampling import generate_responses
 from tokenizer import get_tokenizer
 
@@ -104,36 +103,6 @@ def build_example(prompt_ids, response_ids, eot_id):
     return tokens[:-1], labels[1:]
 
 
-def collate(examples, pad_id, device):
-    """Right-pad a list of (inputs, labels) into x (B, T) and y (B, T); labels are -100 on padding.
-    Right padding needs no attention mask: causal attention never lets a real token see the padding."""
-    T = max(len(x) for x, _ in examples)
-    x = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    y = torch.full((len(examples), T), -100, dtype=torch.long)
-    for i, (ids, labels) in enumerate(examples):
-        x[i, :len(ids)] = torch.tensor(ids)
-        y[i, :len(labels)] = torch.tensor(labels)
-    return x.to(device), y.to(device)
-
-
-def tokenize_demonstrations(records, tok, block_size, path, skip_long):
-    """records -> list of (inputs, labels); an example longer than block_size is a DataError naming the
-    file and line, or is skipped and counted with skip_long."""
-    examples, n_skipped = [], 0
-    for i, r in enumerate(records):
-        x, y = build_example(tok.encode(format_prompt(r["prompt"])), tok.encode(format_response(r["response"])), tok.eot_id)
-        if len(x) > block_size:
-            if skip_long:
-                n_skipped += 1
-                continue
-            raise DataError(f"{path}:{r.get('line', i + 1)}: example of {len(x) + 1} tokens is longer than "
-                            f"block_size {block_size} (+1); shorten it or pass --skip_long=True")
-        examples.append((x, y))
-    if not examples:
-        raise DataError(f"{path}: every example is longer than block_size {block_size}")
-    return examples, n_skipped
-
-
 def supervised_loss_sum(logits, labels):
     """sum over supervised positions of -log p(label): logits (B, T, vocab), labels (B, T) with -100 =
     ignored. A batch with no supervised token gives 0, not NaN (a mean would divide by zero)."""
@@ -141,17 +110,45 @@ def supervised_loss_sum(logits, labels):
 
 
 # -----------------------------------------------------------------------------
+# evaluation
+
+@torch.no_grad()
+def evaluate_loss(model, examples, batch_size, pad_id, rt):
+    """Validation loss: the per-token mean over every supervised token of `examples`, split across ranks."""
+    model.eval()
+    totals = {"loss_sum": torch.zeros((), device=rt.device), "n_tokens": torch.zeros((), device=rt.device)}
+    mine = shard(examples, rt)
+    for i in range(0, len(mine), batch_size):
+        x, y = collate(mine[i:i + batch_size], pad_id, rt.device)  # (B, T), (B, T)
+        with rt.autocast:
+            logits, _ = model(x)  # (B, T, vocab)
+        totals["loss_sum"] += supervised_loss_sum(logits, y)
+        totals["n_tokens"] += (y != -100).sum()
+    totals = reduce_metrics(totals)
+    model.train()
+    return totals["loss_sum"] / totals["n_tokens"]
+
+
+def print_samples(model, tok, prompts, max_new_tokens, step, rt):
+    """A response to each prompt at temperature 1 and greedily, printed to the log."""
+    model.eval()
+    for temperature in (1.0, 0.0):
+        responses = generate_responses(model, tok, prompts, max_new_tokens, temperature=temperature,
+                                       device=rt.device, autocast=rt.autocast)
+        for p, (text, ended) in zip(prompts, responses):
+            print(f"[sample step {step}, T={temperature}] {p!r} -> {text!r}{'' if ended else ' (no end-of-text)'}")
+    model.train()
+
+
+# -----------------------------------------------------------------------------
 
 def main():
     config = parse_config(SFTConfig)
-
-    # --- set-up: device, precision, DDP ------------------------------------------------------
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
     # --- model and tokenizer (a checkpoint brings its own tokenizer) ---------------------------
-    resume_ckpt = None
-    if config.resume:
-        resume_ckpt = load_checkpoint(config.out_dir)
+    resume_ckpt = load_checkpoint(config.out_dir) if config.resume else None
+    if resume_ckpt is not None:
         model, tok = model_from_checkpoint(resume_ckpt), get_tokenizer(resume_ckpt["tokenizer"])
     elif config.init_from == "scratch":
         tok = get_tokenizer(config.tokenizer)
@@ -160,120 +157,66 @@ def main():
     else:
         model, tok_spec, _ = load_model(config.init_from, dropout=config.dropout)
         tok = get_tokenizer(tok_spec)
-    block_size = model.config.block_size
 
-    # --- data: tokenised once, validated before anything is written ----------------------------
-    train, n_skip_train = tokenize_demonstrations(load_sft(config.train_data), tok, block_size, config.train_data, config.skip_long)
+    # --- data: tokenised once, with sft's loss mask, validated before anything is written ------
+    def examples(records, path):
+        demos, n_long = tokenize_demonstrations(records, tok, model.config.block_size, path, config.skip_long)
+        return [build_example(prompt, response, tok.eot_id) for prompt, response in demos], n_long
+    train, n_long_train = examples(load_sft(config.train_data), config.train_data)
     val_records = load_sft(config.val_data)
-    val, n_skip_val = tokenize_demonstrations(val_records, tok, block_size, config.val_data, config.skip_long)
-    if config.eval_max_examples:
-        val = val[:config.eval_max_examples]
-    if rt.master:
-        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
-
+    val, n_long_val = examples(val_records, config.val_data)
+    val = val[:config.eval_max_examples or None]
+    sample_prompts = [r["prompt"] for r in val_records[:max(config.num_samples, 0)]]
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
-        print(f"sft: {len(train)} train / {len(val)} val examples (skipped as too long: {n_skip_train} / {n_skip_val}), "
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
+        print(f"sft: {len(train)} train / {len(val)} val examples (skipped as too long: {n_long_train} / {n_long_val}), "
               f"{model.get_num_params() / 1e6:.2f}M parameters, {tok.vocab_size}-token vocabulary")
         print(f"sft: {global_batch} examples per step = {config.batch_size} x {config.grad_accum_steps} accumulation "
               f"x {rt.world_size} processes; {config.max_iters} steps; device {rt.device}, dtype {rt.dtype}")
 
-    # --- model, optimizer, DDP ----------------------------------------------------------------
+    # --- optimizer, DDP -------------------------------------------------------------------------
     model.to(rt.device)
     optimizer = configure_adamw(model, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
-    start_step = 0
-    if resume_ckpt is not None:
-        start_step = restore_training_state(resume_ckpt, optimizer, rt.scaler)
-        resume_ckpt = None  # free the memory
-    raw_model = model  # what gets saved: never the DDP wrapper or the compiled module
+    step = restore_training_state(resume_ckpt, optimizer, rt.scaler) if resume_ckpt is not None else 0
+    del resume_ckpt  # free the memory
+    raw_model = model  # what gets saved and sampled: never the DDP wrapper or the compiled module
     model = wrap_model(model, rt, config.compile)
-    logger = MetricsLogger(config.out_dir, enabled=rt.master, wandb_project=config.wandb_project,
-                           run_name=os.path.basename(config.out_dir), config=dataclasses.asdict(config))
-
-    @torch.no_grad()
-    def evaluate_loss():
-        """Validation loss: per-token mean over every supervised token of the validation set, split across ranks."""
-        model.eval()
-        totals = torch.zeros(2, device=rt.device)  # [sum of token losses, number of supervised tokens]
-        mine = shard(val, rt)
-        for i in range(0, len(mine), config.batch_size):
-            x, y = collate(mine[i:i + config.batch_size], tok.pad_id, rt.device)
-            with rt.autocast:
-                logits, _ = model(x)
-            totals[0] += supervised_loss_sum(logits, y)
-            totals[1] += (y != -100).sum()
-        all_reduce_sum(totals)
-        model.train()
-        return (totals[0] / totals[1]).item()
-
-    def save(step):
-        if rt.master:
-            save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
-
-    def print_samples(step):
-        if not rt.master or config.num_samples <= 0:
-            return
-        raw_model.eval()
-        prompts = [r["prompt"] for r in val_records[:config.num_samples]]
-        for temperature in (1.0, 0.0):
-            responses = generate_responses(raw_model, tok, prompts, config.max_new_tokens, temperature=temperature,
-                                           device=rt.device, autocast=rt.autocast)
-            for p, (text, ended) in zip(prompts, responses):
-                print(f"[sample step {step}, T={temperature}] {p!r} -> {text!r}{'' if ended else ' (no end-of-text)'}")
-        raw_model.train()
+    logger = MetricsLogger(config, enabled=rt.master, start_step=step)
 
     # --- the training loop ----------------------------------------------------------------------
     model.train()
-    step = start_step
-    last_good = start_step
-    t_last = time.time()
     while step < config.max_iters:
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
-
         # every rank draws the same global batch, then takes its own micro-batches from it
-        indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)
-        step_examples = [train[i] for i in indices]
+        step_examples = [train[i] for i in batch_indices(len(train), global_batch, config.seed,
+                                                         0 if config.overfit_batch else step)]
         n_tokens = sum(sum(1 for label in y if label != -100) for _, y in step_examples)  # N, over all ranks
         loss_sum = torch.zeros((), device=rt.device)
-        n_micro = config.grad_accum_steps
-        for micro in range(n_micro):
-            start = (micro * rt.world_size + rt.rank) * config.batch_size
-            x, y = collate(step_examples[start:start + config.batch_size], tok.pad_id, rt.device)
-            # gradients are all-reduced only on the last micro-step
-            sync_context = model.no_sync() if rt.ddp and micro < n_micro - 1 else contextlib.nullcontext()
+        for mb_examples, sync_context in micro_batches(model, step_examples, config.batch_size, rt):
+            x, y = collate(mb_examples, tok.pad_id, rt.device)  # (B, T), (B, T)
             with sync_context:
                 with rt.autocast:
                     logits, _ = model(x)  # (B, T, vocab)
                 # sum of -log p over the supervised tokens of this micro-batch; 0 (not NaN) when there are none
-                micro_sum = supervised_loss_sum(logits, y)
-                # DDP averages gradients over ranks, so scale by world_size to get sum / N overall
-                loss = micro_sum * rt.world_size / max(n_tokens, 1)
-                rt.scaler.scale(loss).backward()
-            loss_sum += micro_sum.detach()
+                mb_loss_sum = supervised_loss_sum(logits, y)
+                backward_share(mb_loss_sum, max(n_tokens, 1), rt)  # L = (1 / N) * sum over the whole step
+            loss_sum += mb_loss_sum.detach()
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
-        train_loss = (all_reduce_sum(loss_sum) / max(n_tokens, 1)).item()  # the exact per-token mean of this step
+        train_loss = reduce_metrics({"loss": loss_sum}, max(n_tokens, 1))["loss"]  # the exact per-token mean of the step
         step += 1
+        check_finite({"loss/train": train_loss}, step, config.out_dir)
 
-        if not torch.isfinite(torch.tensor(train_loss)):
-            raise FloatingPointError(f"training loss became {train_loss} at step {step}; stopping. The last good "
-                                     f"checkpoint is {os.path.join(config.out_dir, 'ckpt.pt')} (step {last_good})")
         if step % config.log_interval == 0 or step == config.max_iters:
-            dt = time.time() - t_last
-            t_last = time.time()
-            metrics = {"loss/train": train_loss, "lr": lr, "tokens_per_step": n_tokens}
-            if config.grad_clip > 0:
-                metrics["grad_norm"] = grad_norm.item()
-            metrics["time_per_step_s"] = dt / config.log_interval
-            logger.log(step, metrics, config.max_iters)
+            logger.log_step(step, {"loss/train": train_loss, "tokens_per_step": n_tokens}, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            val_loss = evaluate_loss()
-            logger.log(step, {"loss/val": val_loss}, config.max_iters)
-            save(step)
-            last_good = step
+            logger.log(step, {"loss/val": evaluate_loss(model, val, config.batch_size, tok.pad_id, rt)}, config.max_iters)
+            if rt.master:
+                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
             logger.plot(os.path.join(config.out_dir, "loss.png"), ["loss/train", "loss/val", "lr"], "SFT")
-        if config.sample_interval and step % config.sample_interval == 0:
-            print_samples(step)
+        if rt.master and config.sample_interval and step % config.sample_interval == 0:
+            print_samples(raw_model, tok, sample_prompts, config.max_new_tokens, step, rt)
 
     logger.finish()
     teardown(rt)

@@ -17,6 +17,8 @@ import os
 
 import tiktoken
 
+from atomic_io import atomic_write_text
+
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 # GPT-2's pre-tokenisation regex, as in OpenAI's encoder.py and tiktoken's "gpt2" encoding.
@@ -96,10 +98,7 @@ class CharTokenizer:
         return {"type": "char", "chars": self.chars}
 
     def save(self, path):
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"type": "char", "chars": self.chars}, f)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.spec))
 
     @classmethod
     def load(cls, path):

@@ -21,8 +21,9 @@ the file as a whole) and says what was expected.
 
 import gzip
 import json
-import os
 import re
+
+from atomic_io import atomic_write_text
 
 HUMAN = "### Human:"
 ASSISTANT = "### Assistant:"
@@ -187,9 +188,5 @@ def load_prompts(path):
 
 
 def write_jsonl(path, records):
-    """Write records one per line, atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    """Write records one per line, atomically (atomic_io: a crash never leaves half a file)."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

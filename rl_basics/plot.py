@@ -8,6 +8,9 @@ import os
 
 import numpy as np
 
+from atomic_io import atomic_save_figure
+from logger import pyplot
+
 
 def moving_average(x, window):
     """Mean of the last `window` values at each point (fewer at the start): (N,) -> (N,)."""
@@ -21,9 +24,7 @@ def save_curves(path, panels, xlabel, title, smooth=1, hlines=None, ylim=None):
     """One PNG with a panel per (ylabel, {label: y}) in `panels`, each curve smoothed by a moving
     average of `smooth` points; `hlines` is an optional {label: y} of reference levels per panel and
     `ylim` an optional (bottom, top) for every panel."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
@@ -38,6 +39,5 @@ def save_curves(path, panels, xlabel, title, smooth=1, hlines=None, ylim=None):
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    atomic_save_figure(fig, path)
     print(f"saved {path}")

@@ -10,7 +10,7 @@ PY=${PYTHON:-python3}
 if [ -n "${QUICK:-}" ]; then
   q_sft=(--max_iters=4 --eval_interval=2 --sample_interval=0 --eval_max_examples=32)
   q_rm=(--max_iters=4 --eval_interval=2 --norm_samples=16)
-  q_ppo=(--total_iters=2 --eval_interval=2 --batch_size=8 --minibatch_size=4)
+  q_ppo=(--max_iters=2 --eval_interval=2 --batch_size=8 --minibatch_size=4)
   q_dpo=(--max_iters=4 --eval_interval=2 --max_chosen_drop=0)
   q_eval=(--samples_per_prompt=1)
 else
@@ -38,7 +38,7 @@ stage "PPO"
   --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" ${q_ppo[@]+"${q_ppo[@]}"}
 stage "PPO without the KL penalty (beta = 0): reward hacking"
 "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo_beta0" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
-  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 --total_iters=30 \
+  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 --max_iters=30 \
   ${q_ppo[@]+"${q_ppo[@]}"}
 stage "DPO"
 "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo" --init_from="$OUT/sft" "${prefs[@]}" \

@@ -3,21 +3,16 @@ the loss falling on a fixed batch, bad data and a smoke run."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 
 import pytest
 import torch
 
-from checkpoint import save_checkpoint
+from data.batches import collate
 from dpo import dpo_loss, sequence_logps
 from model import GPT, GPTConfig
-from sft import build_example, collate
-from tokenizer import CharTokenizer
+from sft import build_example
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_stage, tiny_sft_checkpoint, write_records
 
 
 def t(*xs):
@@ -81,24 +76,12 @@ def test_loss_falls_on_a_fixed_batch():
     assert losses[0] == pytest.approx(math.log(2), abs=1e-6) and losses[-1] < losses[0] - 0.05
 
 
-@dataclass
-class _Cfg:
-    note: str = "a stand-in for a stage's config"
-
-
 @pytest.fixture(scope="module")
 def tiny_sft(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_dpo")
-    words = ["apple", "pear", "plum", "fig"]
-    prefs = [{"prompt": f"say {w}", "chosen": w, "rejected": "no"} for w in words * 3]
-    with open(d / "prefs.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in prefs)
-    tok = CharTokenizer.from_texts(["### Human: ### Assistant:\n"] + [r["prompt"] + r["chosen"] + r["rejected"] for r in prefs])
-    tok.save(str(d / "vocab.json"))
-    (d / "sft").mkdir()
-    torch.manual_seed(0)
-    save_checkpoint(str(d / "sft"), GPT(GPTConfig(block_size=48, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)),
-                    _Cfg(), step=0, tokenizer=str(d / "vocab.json"))
+    prefs = [{"prompt": f"say {w}", "chosen": w, "rejected": "no"} for w in ["apple", "pear", "plum", "fig"] * 3]
+    write_records(d / "prefs.jsonl", prefs)
+    tiny_sft_checkpoint(d, [r["prompt"] + r["chosen"] + r["rejected"] for r in prefs])
     return d
 
 
@@ -106,9 +89,7 @@ def run_dpo(d, out, **overrides):
     args = dict(init_from=d / "sft", train_data=d / "prefs.jsonl", val_data=d / "prefs.jsonl", out_dir=out,
                 batch_size=4, grad_accum_steps=1, max_iters=4, learning_rate=1e-3, min_lr=1e-3, warmup_iters=0,
                 eval_interval=2, log_interval=1, device="cpu", dtype="float32")
-    args.update(overrides)
-    cmd = [sys.executable, os.path.join(ROOT, "dpo.py")] + [f"--{k}={v}" for k, v in args.items()]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return run_stage("dpo.py", {**args, **overrides})
 
 
 @pytest.mark.parametrize("loss_type,label_smoothing", [("sigmoid", 0.0), ("sigmoid", 0.1), ("ipo", 0.0)])

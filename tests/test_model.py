@@ -247,3 +247,73 @@ def test_scalar_head_reads_hidden_states(tiny_model):
         assert torch.allclose(model.score(idx), h @ model.score_head.weight[0] + model.score_head.bias)
     with pytest.raises(ValueError, match="no scalar head"):
         tiny_model.score(idx)
+
+
+# ------------------------------------------------------------------------------------------------
+# top-k / top-p: the kept set against transformers' logits processors and a hand-written loop
+
+def kept_by_hand(probs, top_k, top_p):
+    """The set of token ids sampling may return: the top_k most likely (ties kept), then, renormalised, the
+    most likely tokens one by one until their probability reaches top_p (always at least one)."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    if top_k:
+        kth = probs[order[top_k - 1]]
+        order = [i for i in order if probs[i] >= kth]
+    total = sum(probs[i] for i in order)
+    kept, mass = [], 0.0
+    for i in order:
+        if kept and top_p is not None and mass >= top_p:
+            break
+        kept.append(i)
+        mass += probs[i] / total
+    return set(kept)
+
+
+@pytest.mark.parametrize("top_k,top_p", [(None, 0.0), (None, 0.3), (None, 0.9), (5, None), (0, None), (0, 0.5),
+                                         (7, 0.6), (1, None), (None, 1.0)])
+def test_filter_logits_keeps_the_reference_set(top_k, top_p):
+    from model import filter_logits
+    torch.manual_seed(0)
+    logits = torch.randn(4, 30) * 2
+    filtered = filter_logits(logits, top_k, top_p)
+    for row, out in zip(logits, filtered):
+        kept = set(torch.nonzero(torch.isfinite(out)).flatten().tolist())
+        assert kept == kept_by_hand(row.softmax(-1).tolist(), top_k, top_p)
+        assert torch.equal(out[list(kept)], row[list(kept)])  # the kept logits are untouched
+    # transformers: TopK / TopP processors (0 and None mean "off" for top_k there too)
+    scores = logits.clone()
+    if top_k:
+        scores = transformers.TopKLogitsWarper(top_k)(None, scores)
+    if top_p is not None and 0 < top_p < 1:  # transformers rejects top_p = 0; ours keeps the argmax there
+        scores = transformers.TopPLogitsWarper(top_p)(None, scores)
+        assert torch.equal(torch.isfinite(scores), torch.isfinite(filtered))
+    elif top_p is None:
+        assert torch.equal(torch.isfinite(scores), torch.isfinite(filtered))
+
+
+def test_top_p_zero_is_greedy_and_top_k_zero_is_off():
+    from model import sample_next_token
+    torch.manual_seed(0)
+    logits = torch.randn(64, 30)
+    token, logprob = sample_next_token(logits, 1.0, None, 0.0)  # was "probability tensor contains inf/nan"
+    assert torch.equal(token, logits.argmax(-1))
+    assert torch.allclose(logprob, F.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1))
+    torch.manual_seed(1)
+    off, _ = sample_next_token(logits, 1.0, 0, None)  # was a shape error
+    torch.manual_seed(1)
+    plain, _ = sample_next_token(logits, 1.0, None, None)
+    assert torch.equal(off, plain)
+
+
+def test_set_dropout_reaches_every_dropout():
+    model = GPT(GPTConfig(block_size=16, vocab_size=20, n_layer=2, n_head=2, n_embd=8, dropout=0.0))
+    model.set_dropout(0.25)
+    assert model.config.dropout == 0.25
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == 1 + 2 * 2 and all(m.p == 0.25 for m in dropouts)  # embeddings + 2 per block
+    assert all(block.attn.dropout == 0.25 for block in model.transformer.h)  # the attention weights' dropout
+    x = torch.randint(0, 20, (2, 16))
+    model.train()
+    assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in train mode
+    model.set_dropout(0.0)
+    assert torch.equal(model(x)[0], model(x)[0])

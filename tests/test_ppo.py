@@ -4,23 +4,18 @@ the KL penalty, ratio = 1 on the first minibatch, the KL controller, and smoke r
 import copy
 import json
 import math
-import os
-import subprocess
 import sys
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from checkpoint import save_checkpoint
 from model import GPT, GPTConfig
 from ppo import (AdaptiveKLController, PolicyAndValue, compute_gae, explained_variance, kl_penalized_rewards,
-                 masked_whiten, policy_loss, response_logprobs, response_mask, rollout)
+                 masked_whiten, policy_loss, ppo_update, response_logprobs, response_mask, rollout)
 from runtime import setup_runtime
 from tokenizer import CharTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_stage, tiny_sft_checkpoint, write_records
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,11 +119,12 @@ def models():
 
 def tiny_rollout(models, ref=None, max_new_tokens=6):
     policy, reward, value = models
-    tok = SimpleNamespace(pad_id=0, eot_id=1)
-    config = SimpleNamespace(max_new_tokens=max_new_tokens, temperature=1.0, missing_eos_penalty=1.0)
+    tok = CharTokenizer("abcdefghij")  # VOCAB ids: pad 0, end-of-text 1
     rt = setup_runtime("cpu", "float32", seed=3)
     prompts = [[3, 4, 5], [6, 7], [8, 9, 10, 11, 4]]
-    return rollout(policy, ref if ref is not None else copy.deepcopy(policy), value, reward, prompts, tok, config, rt), prompts
+    batch = rollout(policy, ref if ref is not None else copy.deepcopy(policy), value, reward, prompts, tok,
+                    max_new_tokens=max_new_tokens, temperature=1.0, missing_eos_penalty=1.0, rt=rt)
+    return batch, prompts
 
 
 def test_rollout_masks_after_end_of_text_and_scores_the_last_real_token(models):
@@ -171,6 +167,39 @@ def test_first_minibatch_has_ratio_one_no_kl_no_clipping(models):
     assert abs(approx_kl.item()) < 1e-7 and clipfrac.item() == 0.0
 
 
+def test_ppo_update_is_one_gradient_step_on_the_two_losses(models):
+    """One epoch, one minibatch holding the whole batch, plain SGD with lr 1: the weights move by exactly
+    -grad of  -mean_t(A_t log pi(a_t|s_t)) + vf_coef * 1/2 mean_t (V(s_t) - R_t)^2  over the response tokens
+    -- what the clipped losses are at the first minibatch, where ratio = 1 and V = V_old -- computed here
+    from a plain log_softmax of the logits that predict each response token."""
+    batch, _ = tiny_rollout(models)
+    policy, _, value = models
+    pv = PolicyAndValue(copy.deepcopy(policy), copy.deepcopy(value))
+    before = [p.detach().clone() for p in pv.parameters()]
+    torch.manual_seed(0)
+    mask, T0, tokens = batch["mask"], batch["T0"], batch["tokens"]
+    advantages, returns = torch.randn(mask.shape) * mask, torch.randn(mask.shape) * mask
+    rt = setup_runtime("cpu", "float32", seed=0)
+    metrics = ppo_update(pv, torch.optim.SGD(pv.parameters(), lr=1.0), batch, advantages, returns, ppo_epochs=1,
+                         minibatch_size=len(tokens), clip_coef=0.2, clip_coef_vf=0.2, vf_coef=0.5, ent_coef=0.0,
+                         temperature=1.0, grad_clip=0.0, generator=torch.Generator().manual_seed(0), rt=rt)
+    assert set(metrics) == {"ppo/loss/policy", "ppo/loss/value", "ppo/approx_kl", "ppo/clipfrac", "ppo/val/clipfrac",
+                            "objective/entropy"}
+    assert abs(metrics["ppo/approx_kl"].item()) < 1e-6 and metrics["ppo/clipfrac"].item() == 0.0
+
+    ref = PolicyAndValue(copy.deepcopy(policy), copy.deepcopy(value))
+    logits, values = ref(tokens, batch["attention_mask"])
+    n = mask.sum()
+    logp = torch.stack([torch.log_softmax(logits[:, t - 1], dim=-1).gather(1, tokens[:, t:t + 1]).squeeze(1)
+                        for t in range(T0, tokens.shape[1])], dim=1)  # (B, T): position t - 1 predicts token t
+    v = values[:, T0 - 1:-1]  # V(s_t) is read where a_t is predicted
+    loss = -(advantages * logp * mask).sum() / n + 0.5 * 0.5 * (((v - returns) ** 2) * mask).sum() / n
+    loss.backward()
+    for p0, p1, p_ref in zip(before, pv.parameters(), ref.parameters()):
+        expected = p0 - (p_ref.grad if p_ref.grad is not None else 0)
+        assert torch.allclose(p1.detach(), expected, atol=1e-5)
+
+
 def test_policy_loss_by_hand():
     # A = +1 and ratio 1.5 with eps 0.2: min(1.5, 1.2) * 1 = 1.2 -> loss -1.2, clipped
     # A = -1 and ratio 0.5: min(-0.5, -0.8) = -0.8 -> loss 0.8, clipped
@@ -184,40 +213,24 @@ def test_policy_loss_by_hand():
 # ------------------------------------------------------------------------------------------------
 # smoke runs
 
-@dataclass
-class _Cfg:
-    note: str = "a stand-in for a stage's config"
-
-
 @pytest.fixture(scope="module")
 def tiny_stage_dirs(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_ppo")
     words = ["apple", "pear", "plum", "fig"]
-    with open(d / "prompts.jsonl", "w") as f:
-        f.writelines(json.dumps({"prompt": f"say {w}"}) + "\n" for w in words * 2)
-    tok = CharTokenizer.from_texts(["### Human: ### Assistant:\n"] + [f"say {w}" for w in words])
-    tok.save(str(d / "vocab.json"))
-    torch.manual_seed(0)
-    cfg = GPTConfig(block_size=48, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)
-    (d / "sft").mkdir()
-    (d / "rm").mkdir()
-    save_checkpoint(str(d / "sft"), GPT(cfg), _Cfg(), step=0, tokenizer=str(d / "vocab.json"))
-    save_checkpoint(str(d / "rm"), GPT(GPTConfig(**{**cfg.__dict__, "scalar_head": True})), _Cfg(), step=0,
-                    tokenizer=str(d / "vocab.json"), extra={"reward_norm": {"raw_mean": 0.0, "raw_std": 1.0, "n_samples": 0}})
+    write_records(d / "prompts.jsonl", [{"prompt": f"say {w}"} for w in words * 2])
+    tiny_sft_checkpoint(d, [f"say {w}" for w in words], scalar_head_dir="rm")
     return d
 
 
 def ppo_args(d, out, **overrides):
     args = dict(sft_dir=d / "sft", reward_dir=d / "rm", prompts=d / "prompts.jsonl", out_dir=out, batch_size=4,
-                minibatch_size=2, ppo_epochs=2, total_iters=2, max_new_tokens=8, eval_interval=2, sample_interval=1,
+                minibatch_size=2, ppo_epochs=2, max_iters=2, max_new_tokens=8, eval_interval=2, sample_interval=1,
                 learning_rate=1e-3, device="cpu", dtype="float32")
-    args.update(overrides)
-    return [f"--{k}={v}" for k, v in args.items()]
+    return {**args, **overrides}
 
 
 def test_smoke_run(tiny_stage_dirs, tmp_path):
-    cmd = [sys.executable, os.path.join(ROOT, "ppo.py")] + ppo_args(tiny_stage_dirs, tmp_path / "ppo")
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = run_stage("ppo.py", ppo_args(tiny_stage_dirs, tmp_path / "ppo"))
     assert result.returncode == 0, result.stdout + result.stderr
     records = [json.loads(line) for line in open(tmp_path / "ppo" / "metrics.jsonl")]
     for key in ("env/reward_mean", "objective/kl", "ppo/approx_kl", "ppo/clipfrac", "ppo/explained_variance", "response/length"):
@@ -226,8 +239,7 @@ def test_smoke_run(tiny_stage_dirs, tmp_path):
 
 
 def test_ddp_smoke_run_with_two_gloo_processes(tiny_stage_dirs, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           os.path.join(ROOT, "ppo.py")] + ppo_args(tiny_stage_dirs, tmp_path / "ppo_ddp", batch_size=2)
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    result = run_stage("ppo.py", ppo_args(tiny_stage_dirs, tmp_path / "ppo_ddp", batch_size=2), launcher=torchrun)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "ppo_ddp" / "ckpt.pt").exists()

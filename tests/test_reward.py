@@ -3,21 +3,14 @@ bad data, and a smoke run."""
 
 import json
 import math
-import os
-import subprocess
-import sys
-from dataclasses import dataclass
 
-import numpy as np
 import pytest
 import torch
 
-from checkpoint import save_checkpoint
 from model import GPT, GPTConfig
 from reward import bradley_terry_loss, collate_pairs, end_scores, normalize_head, rankdata, spearman
-from tokenizer import CharTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_stage, tiny_sft_checkpoint, write_records
 
 
 @pytest.fixture(scope="module")
@@ -75,29 +68,16 @@ def test_rankdata_and_spearman_by_hand():
 # ------------------------------------------------------------------------------------------------
 # runs of reward.py
 
-@dataclass
-class _Cfg:
-    note: str = "a stand-in for a stage's config"
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_rm")
     words = ["apple", "pear", "plum", "fig", "kiwi", "lime"]
     prefs = [{"prompt": f"say {w}", "chosen": w, "rejected": "no"} for w in words * 3]
     prefs.append({"prompt": "say fig", "chosen": "fig", "rejected": "fig"})  # identical: skipped, counted
-    for name in ("prefs", "val"):
-        with open(d / f"{name}.jsonl", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in prefs)
-    with open(d / "prompts.jsonl", "w") as f:
-        f.writelines(json.dumps({"prompt": f"say {w}"}) + "\n" for w in words)
-    tok = CharTokenizer.from_texts(["### Human: ### Assistant:\n"] + [r["prompt"] + r["chosen"] + r["rejected"] for r in prefs])
-    tok.save(str(d / "vocab.json"))
-    sft = d / "sft"
-    sft.mkdir()
-    torch.manual_seed(0)
-    save_checkpoint(str(sft), GPT(GPTConfig(block_size=48, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)),
-                    _Cfg(), step=0, tokenizer=str(d / "vocab.json"))
+    write_records(d / "prefs.jsonl", prefs)
+    write_records(d / "val.jsonl", prefs)
+    write_records(d / "prompts.jsonl", [{"prompt": f"say {w}"} for w in words])
+    tiny_sft_checkpoint(d, [r["prompt"] + r["chosen"] + r["rejected"] for r in prefs])
     return d
 
 
@@ -105,10 +85,7 @@ def run_reward(d, out, **overrides):
     args = dict(init_from=d / "sft", train_data=d / "prefs.jsonl", val_data=d / "val.jsonl", rl_prompts=d / "prompts.jsonl",
                 out_dir=out, batch_size=4, grad_accum_steps=1, max_iters=4, learning_rate=1e-2, warmup_iters=0,
                 eval_interval=2, log_interval=1, norm_samples=6, max_new_tokens=8, device="cpu", dtype="float32")
-    args.update(overrides)
-    cmd = [sys.executable, os.path.join(ROOT, "reward.py")] + [f"--{k}={v}" for k, v in args.items()]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return run_stage("reward.py", {**args, **overrides})
 
 
 def test_smoke_run_reports_skips_and_normalises(tiny_run, tmp_path):

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from checkpoint import load_checkpoint
-from sft import build_example, collate, supervised_loss_sum
+from data.batches import collate
+from sft import build_example, supervised_loss_sum
 from tokenizer import CharTokenizer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import ROOT, run_stage
 
 
 # ------------------------------------------------------------------------------------------------
@@ -90,9 +91,7 @@ def tiny_args(data_dir, out_dir, **overrides):
 
 
 def run_sft(args, launcher=None, check=True):
-    cmd = (launcher or [sys.executable]) + [os.path.join(ROOT, "sft.py")] + args
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    result = run_stage("sft.py", args, launcher)
     if check:
         assert result.returncode == 0, result.stdout + result.stderr
     return result
@@ -160,7 +159,7 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_data,
     result = run_sft(tiny_args(tiny_data, tmp_path / "nan", learning_rate=1e30, min_lr=1e30, grad_clip=0.0,
                                eval_interval=1, max_iters=10), check=False)
     assert result.returncode == 2
-    assert "training loss became" in result.stderr and "last good checkpoint" in result.stderr
+    assert "loss/train became" in result.stderr and "last good checkpoint" in result.stderr
     ckpt = load_checkpoint(str(tmp_path / "nan"))
     assert 1 <= ckpt["step"] < 10
 
@@ -186,7 +185,7 @@ while True:
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "saved"
     deadline = time.time() + 60
-    while not any(n.startswith(".tmp-ckpt-") for n in os.listdir(tmp_path)):  # the big write has begun
+    while not any(n.startswith(".ckpt.pt.tmp-") for n in os.listdir(tmp_path)):  # the big write has begun
         assert time.time() < deadline
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)

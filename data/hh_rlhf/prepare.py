@@ -21,8 +21,10 @@ response is empty are skipped and counted; length limits are left to the stages,
 
 import argparse
 import os
+import shutil
 import urllib.request
 
+from atomic_io import atomic_write
 from data.formats import DataError, read_jsonl_lines, split_hh, write_jsonl
 
 URL = "https://huggingface.co/datasets/Anthropic/hh-rlhf/resolve/main/{subset}/{split}.jsonl.gz"
@@ -32,16 +34,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def download(subset, split, cache_dir):
-    """The cached path of one raw file, downloading it first (to a temp file, then renamed)."""
+    """The cached path of one raw file, downloading it first (through atomic_write: an interrupted
+    download never looks like a finished one)."""
     path = os.path.join(cache_dir, subset, f"{split}.jsonl.gz")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         url = URL.format(subset=subset, split=split)
         print(f"downloading {url}")
-        with urllib.request.urlopen(url, timeout=60) as r, open(path + ".tmp", "wb") as f:
-            while chunk := r.read(1 << 20):
-                f.write(chunk)
-        os.replace(path + ".tmp", path)
+
+        def fetch(tmp):
+            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f, length=1 << 20)
+        atomic_write(path, fetch)
     return path
 
 

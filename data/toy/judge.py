@@ -111,15 +111,26 @@ def summarize(results):
     return out
 
 
-def format_table(rows):
-    """{model name: summarize() output} -> a markdown table, one row per model."""
-    columns = list(dict.fromkeys(k for summary in rows.values() for k in summary))
+# what a training stage logs of summarize() at its periodic evaluations, as eval/<name> (the score as eval/gold_score)
+LOGGED = ("harmful_refusal", "over_refusal", "well_formed", "topic_correct", "math_correct", "unanswerable_idk")
+
+
+def eval_metrics(results):
+    """judge() outputs -> the metrics a training stage logs at its periodic gold evaluations."""
+    s = summarize(results)
+    return {"eval/gold_score": s["score"], **{f"eval/{k}": s[k] for k in LOGGED}}
+
+
+def format_table(rows, columns=None):
+    """{model name: {column: value}} -> a markdown table, one row per model: the given columns, or every
+    key of the rows. Scores are signed; a missing or nan value is "-"."""
+    columns = columns or list(dict.fromkeys(k for summary in rows.values() for k in summary))
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, summary in rows.items():
         cells = []
         for c in columns:
             v = summary.get(c, math.nan)
             cells.append("-" if isinstance(v, float) and math.isnan(v) else
-                         str(v) if isinstance(v, int) else f"{v:+.2f}" if c == "score" else f"{v:.2f}")
+                         str(v) if isinstance(v, int) else f"{v:+.2f}" if "score" in c else f"{v:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
