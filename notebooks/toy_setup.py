@@ -1,7 +1,8 @@
 """
 What notebooks 03-05 share: the toy world written into a temporary directory, the tiny model size, and
-a policy fine-tuned for 400 steps with exactly the loop of 02_sft.ipynb (sft.py's
-build_example, collate and supervised_loss_sum), so that each notebook runs alone in well under a minute.
+a policy fine-tuned for 400 steps with exactly the loop of 02_sft.ipynb (data/batches.py's
+tokenize_demonstrations and collate, sft.py's build_example and supervised_loss_sum), so that each notebook
+runs alone in well under a minute.
 """
 
 import os
@@ -36,15 +37,17 @@ def quick_sft(data_dir, steps=400, batch_size=16, learning_rate=5e-3, seed=0):
     """A tiny char GPT fine-tuned on the toy demonstrations: returns (model in eval mode, tokenizer,
     per-step training losses). The loop is 02_sft.ipynb's: AdamW with warm-up and cosine decay, the
     per-token mean of the loss over the response and end-of-text tokens."""
-    from data.formats import format_prompt, format_response, load_sft
+    from data.batches import collate, tokenize_demonstrations
+    from data.formats import load_sft
     from model import GPT, GPTConfig
     from optim import configure_adamw, lr_at, set_lr
-    from sft import build_example, collate, supervised_loss_sum
+    from sft import build_example, supervised_loss_sum
     from tokenizer import get_tokenizer
 
     tok = get_tokenizer(os.path.join(data_dir, "vocab.json"))
-    examples = [build_example(tok.encode(format_prompt(r["prompt"])), tok.encode(format_response(r["response"])),
-                              tok.eot_id) for r in load_sft(os.path.join(data_dir, "sft_train.jsonl"))]
+    path = os.path.join(data_dir, "sft_train.jsonl")
+    demos, _ = tokenize_demonstrations(load_sft(path), tok, TINY["block_size"], path, skip_long=False)
+    examples = [build_example(prompt, response, tok.eot_id) for prompt, response in demos]
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, **TINY))
     optimizer = configure_adamw(model, learning_rate, 0.1, (0.9, 0.95), "cpu")

@@ -1,6 +1,6 @@
 """notebooks/: every walkthrough executes top to bottom (nbclient, the python3 kernel of the installed
-ipykernel, the repository root as working directory), and every exercise checker accepts the project's
-own function, rejects a wrong one and reports an unwritten one as not implemented.
+ipykernel, notebooks/ as working directory, as Jupyter runs a notebook), and every exercise checker accepts
+the project's own function, rejects a wrong one and reports an unwritten one as not implemented.
 
     python tests/test_notebooks.py          # re-execute the notebooks in place (stored outputs) and time them
 """
@@ -14,16 +14,18 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOTEBOOKS_DIR = os.path.join(ROOT, "notebooks")
 NOTEBOOKS = ["01_rl_basics", "02_sft", "03_reward_model", "04_ppo", "05_dpo"]
 
 
 def execute(name, timeout=120):
-    """Run notebooks/<name>.ipynb top to bottom in a fresh kernel; returns (the executed notebook, seconds).
+    """Run notebooks/<name>.ipynb top to bottom in a fresh kernel whose working directory is notebooks/, as in
+    Jupyter (each notebook's first line puts ".." on sys.path); returns (the executed notebook, seconds).
     A cell that raises makes nbclient raise CellExecutionError, which shows the cell and its traceback."""
     import nbformat
     from nbclient import NotebookClient
-    nb = nbformat.read(os.path.join(ROOT, "notebooks", f"{name}.ipynb"), as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": ROOT}})
+    nb = nbformat.read(os.path.join(NOTEBOOKS_DIR, f"{name}.ipynb"), as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS_DIR}})
     t0 = time.time()
     client.execute()
     return nb, time.time() - t0
@@ -178,5 +180,5 @@ if __name__ == "__main__":
         nb, seconds = execute(name)
         for cell in nb.cells:
             cell.metadata.pop("execution", None)  # timestamps: they would change the file on every run
-        nbformat.write(nb, os.path.join(ROOT, "notebooks", f"{name}.ipynb"))
+        nbformat.write(nb, os.path.join(NOTEBOOKS_DIR, f"{name}.ipynb"))
         print(f"{name}: executed in {seconds:.1f} s, outputs written")
