@@ -27,6 +27,7 @@ class MetricsLogger:
         self.path = os.path.join(config.out_dir, "metrics.jsonl")
         self.history = []
         self.t0 = time.time()
+        self.start_step = start_step
         self.t_last, self.last_step = self.t0, start_step  # of the previous training line
         self.wandb = None
         if enabled and config.wandb_project:
@@ -55,8 +56,8 @@ class MetricsLogger:
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
         eta = ""
-        if total_steps and step > 0:
-            eta = f" | eta {(time.time() - self.t0) / step * (total_steps - step):.0f}s"
+        if total_steps and step > self.start_step:  # seconds per step of this run so far x steps left
+            eta = f" | eta {(time.time() - self.t0) / (step - self.start_step) * (total_steps - step):.0f}s"
         shown = " | ".join(f"{k} {v:.4g}" for k, v in metrics.items())
         print(f"step {step}{'/' + str(total_steps) if total_steps else ''} | {shown}{eta}", flush=True)
 
