@@ -8,8 +8,9 @@ Each script's defaults are a @dataclass with a comment on every field. On the co
 Precedence: dataclass defaults < the config file < --key=value flags. A config file is Python and is
 executed (so it may compute values); every top-level name in it that does not start with "_" and is
 not a module must be a key of the dataclass. Unknown keys, in the file or on the command line, are
-an error listing the nearest valid keys (or, for a key renamed since, its new name: RENAMED). An int is accepted for a float field, a field whose default
-is None accepts any value, and `--help` lists every key with its default and comment.
+an error listing the nearest valid keys (or, for a key renamed since, its new name: RENAMED). An int
+is accepted for a float field, a field whose default is None accepts any value, and `--help` lists
+every key with its default and comment.
 """
 
 import ast

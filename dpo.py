@@ -48,7 +48,7 @@ from data.formats import load_prefs, load_prompts
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import (backward_share, batch_indices, check_finite, gather_lists, micro_batches, reduce_metrics, setup_runtime,
+from runtime import (accumulate, backward_share, batch_indices, check_finite, gather_lists, micro_batches, reduce_metrics, setup_runtime,
                      shard, teardown, wrap_model)
 from sampling import generate_responses
 from sft import build_example
@@ -180,8 +180,7 @@ def evaluate_pairs(model, val, ref_val, config, pad_id, rt):
         c, r = concatenated_logps(model, [val[j] for j in idx], pad_id, rt)  # (B,), (B,)
         ref = ref_val[idx]  # (B, 2)
         out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
-        for k, v in pair_metrics(*out, c, r).items():
-            sums[k] = sums.get(k, 0) + v
+        accumulate(sums, pair_metrics(*out, c, r))
         chosen_logratios += (c.float() - ref[:, 0]).tolist()
     model.train()
     return {**{f"val/{k}": v for k, v in reduce_metrics(sums, len(val)).items()},
@@ -256,8 +255,7 @@ def main():
                     # + alpha * (-log pi(y_c|x) / |y_c|): keeps the chosen responses likely (Pang et al. 2024)
                     losses = losses - config.rpo_alpha * chosen_logps / train_chosen_tokens[idx]
                 backward_share(losses.sum(), global_batch, rt)  # the mean over every pair of the step
-            for k, v in pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps).items():
-                sums[k] = sums.get(k, 0) + v
+            accumulate(sums, pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps))
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
         metrics = reduce_metrics(sums, global_batch)
         step += 1

@@ -45,13 +45,13 @@ import torch
 from atomic_io import atomic_save_figure, atomic_write_text
 from checkpoint import load_model
 from configurator import parse_config, run_cli
-from data.batches import collate, tokenize_demonstrations
+from data.batches import collate
 from data.formats import format_prompt, load_prompts, load_sft
 from data.toy.judge import format_table, judge, summarize
 from logger import pyplot
 from ppo import decode_responses, rollout
 from runtime import setup_runtime
-from sft import build_example, supervised_loss_sum
+from sft import supervised_loss_sum, training_examples
 from tokenizer import get_tokenizer
 
 TABLE_COLUMNS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
@@ -109,8 +109,7 @@ def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt
 
 @torch.no_grad()
 def perplexity(model, tok, records, path, rt, batch_size):
-    demos, _ = tokenize_demonstrations(records, tok, model.config.block_size, path, skip_long=True)
-    examples = [build_example(prompt, response, tok.eot_id) for prompt, response in demos]
+    examples, _ = training_examples(records, tok, model.config.block_size, path, skip_long=True)
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
         x, y = collate(examples[i:i + batch_size], tok.pad_id, rt.device)

@@ -54,7 +54,8 @@ from data.toy.judge import eval_metrics, judge
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, optimizer_step
-from runtime import all_reduce_sum, batch_indices, check_finite, gather_lists, reduce_metrics, setup_runtime, shard, teardown, wrap_model
+from runtime import (accumulate, all_reduce_sum, batch_indices, check_finite, gather_lists, reduce_metrics, setup_runtime,
+                     shard, teardown, wrap_model)
 from tokenizer import get_tokenizer
 
 
@@ -332,10 +333,8 @@ def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibat
             loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy
             rt.scaler.scale(loss).backward()
             optimizer_step(model, optimizer, rt.scaler, grad_clip)
-            stats = {"ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/approx_kl": approx_kl,
-                     "ppo/clipfrac": clipfrac, "ppo/val/clipfrac": vf_clipfrac, "objective/entropy": entropy}
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0) + v.detach()
+            accumulate(sums, {"ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/approx_kl": approx_kl,
+                              "ppo/clipfrac": clipfrac, "ppo/val/clipfrac": vf_clipfrac, "objective/entropy": entropy})
             n_minibatches += 1
     return {k: v / n_minibatches for k, v in sums.items()}
 
@@ -374,14 +373,13 @@ def load_models(sft_dir, reward_dir, value_init):
 def gold_evaluation(policy, ref_model, value_model, reward_model, records, tok, config, rt):
     """Gold judge, reward-model score and KL to the reference on the held-out toy prompts (records), sampled
     at tau, eval_samples_per_prompt times each; split across ranks."""
+    n = len(records) * config.eval_samples_per_prompt  # responses over all ranks
     records = shard(records, rt) * config.eval_samples_per_prompt
     batch = rollout(policy, ref_model, value_model, reward_model, [tok.encode(format_prompt(r["prompt"])) for r in records],
                     tok, config.max_new_tokens, config.temperature, config.missing_eos_penalty, rt)
     verdicts = [judge(r["prompt"], text, ended) for r, (text, ended) in zip(records, decode_responses(tok, batch))]
-    sums = reduce_metrics({"eval/rm_score": batch["raw_scores"].sum(), "eval/kl": (batch["logp"] - batch["ref_logp"]).sum(),
-                           "n": torch.tensor(float(len(records)), device=rt.device)})
-    n = sums.pop("n")
-    return {**{k: v / n for k, v in sums.items()}, **eval_metrics(gather_lists(verdicts, rt))}
+    means = reduce_metrics({"eval/rm_score": batch["raw_scores"].sum(), "eval/kl": (batch["logp"] - batch["ref_logp"]).sum()}, n)
+    return {**means, **eval_metrics(gather_lists(verdicts, rt))}
 
 
 # -----------------------------------------------------------------------------

@@ -138,6 +138,13 @@ def backward_share(loss_sum, n_step, rt):
     rt.scaler.scale(loss_sum * rt.world_size / n_step).backward()
 
 
+def accumulate(sums, metrics):
+    """Add a batch's {name: tensor} into running sums (a dict, updated in place and returned)."""
+    for name, value in metrics.items():
+        sums[name] = sums.get(name, 0) + value.detach()
+    return sums
+
+
 def reduce_metrics(metrics, divisor=1.0):
     """{name: scalar tensor} summed over all ranks in one all-reduce, divided by divisor -> {name: float}."""
     values = all_reduce_sum(torch.stack([v.detach().float() for v in metrics.values()])) / divisor

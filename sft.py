@@ -103,6 +103,12 @@ def build_example(prompt_ids, response_ids, eot_id):
     return tokens[:-1], labels[1:]
 
 
+def training_examples(records, tok, block_size, path, skip_long):
+    """SFT records -> ([(inputs, labels)] with build_example's mask, number skipped as too long)."""
+    demos, n_long = tokenize_demonstrations(records, tok, block_size, path, skip_long)
+    return [build_example(prompt, response, tok.eot_id) for prompt, response in demos], n_long
+
+
 def supervised_loss_sum(logits, labels):
     """sum over supervised positions of -log p(label): logits (B, T, vocab), labels (B, T) with -100 =
     ignored. A batch with no supervised token gives 0, not NaN (a mean would divide by zero)."""
@@ -159,12 +165,10 @@ def main():
         tok = get_tokenizer(tok_spec)
 
     # --- data: tokenised once, with sft's loss mask, validated before anything is written ------
-    def examples(records, path):
-        demos, n_long = tokenize_demonstrations(records, tok, model.config.block_size, path, config.skip_long)
-        return [build_example(prompt, response, tok.eot_id) for prompt, response in demos], n_long
-    train, n_long_train = examples(load_sft(config.train_data), config.train_data)
+    block_size = model.config.block_size
+    train, n_long_train = training_examples(load_sft(config.train_data), tok, block_size, config.train_data, config.skip_long)
     val_records = load_sft(config.val_data)
-    val, n_long_val = examples(val_records, config.val_data)
+    val, n_long_val = training_examples(val_records, tok, block_size, config.val_data, config.skip_long)
     val = val[:config.eval_max_examples or None]
     sample_prompts = [r["prompt"] for r in val_records[:max(config.num_samples, 0)]]
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
