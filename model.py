@@ -181,12 +181,16 @@ def read_weights(model_dir):
     """A state dict from model.safetensors (preferred) or pytorch_model.bin in model_dir."""
     st_path = os.path.join(model_dir, "model.safetensors")
     bin_path = os.path.join(model_dir, "pytorch_model.bin")
-    if os.path.isfile(st_path):
-        from safetensors.torch import load_file
-        return load_file(st_path)
-    if os.path.isfile(bin_path):
+    path = st_path if os.path.isfile(st_path) else bin_path if os.path.isfile(bin_path) else None
+    if path is None:
+        raise ValueError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
+    try:
+        if path == st_path:
+            from safetensors.torch import load_file
+            return load_file(st_path)
         return torch.load(bin_path, map_location="cpu", weights_only=True)
-    raise ValueError(f"{model_dir}: no model.safetensors or pytorch_model.bin")
+    except Exception as e:  # truncated or corrupt: every way a file can fail to be weights
+        raise ValueError(f"{path}: not readable weights ({str(e).splitlines()[0][:120]}); truncated?") from None
 
 
 def download_pretrained(name, cache_dir=None):
@@ -388,8 +392,11 @@ class GPT(nn.Module):
         config_path = os.path.join(model_dir, "config.json")
         if not os.path.isfile(config_path):
             raise ValueError(f"{model_dir}: no config.json")
-        with open(config_path) as f:
-            hf = json.load(f)
+        try:
+            with open(config_path) as f:
+                hf = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{config_path}: not a JSON config ({e})") from None
         if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
             raise ValueError(f"{config_path}: activation_function {hf['activation_function']!r} is not GPT-2's gelu_new")
         config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],

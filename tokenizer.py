@@ -102,9 +102,12 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path):
-        with open(path) as f:
-            spec = json.load(f)
-        if spec.get("type") != "char" or not isinstance(spec.get("chars"), str):
+        try:
+            with open(path, encoding="utf-8") as f:
+                spec = json.load(f)
+        except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+            raise ValueError(f"{path}: not a readable char vocabulary ({e})") from None
+        if not isinstance(spec, dict) or spec.get("type") != "char" or not isinstance(spec.get("chars"), str):
             raise ValueError(f"{path}: not a char vocabulary (expected {{'type': 'char', 'chars': ...}})")
         return cls(spec["chars"])
 

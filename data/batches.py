@@ -19,6 +19,19 @@ import torch
 from data.formats import DataError, format_prompt, format_response
 
 
+def encode(tok, text, where):
+    """tok.encode, with a character the char vocabulary lacks reported at the record that holds it."""
+    try:
+        return tok.encode(text)
+    except ValueError as e:
+        raise DataError(f"{where}: {e}") from None
+
+
+def where_is(path, record, i):
+    """'path:line' of a record (data.formats.Record knows its line; else its 1-based position)."""
+    return f"{path}:{getattr(record, 'line', None) or i + 1}"
+
+
 def check_length(n_tokens, block_size, shifted, where, what, skip_long):
     """True if a sequence of n_tokens (prompt + response + end-of-text) fits the model; False if it does
     not and skip_long says to skip it; else a DataError naming where it is. shifted: the model reads
@@ -37,8 +50,8 @@ def tokenize_demonstrations(records, tok, block_size, path, skip_long, shifted=T
     the model fits is a DataError naming the file and line, or is skipped and counted with skip_long."""
     examples, n_long = [], 0
     for i, r in enumerate(records):
-        prompt, response = tok.encode(format_prompt(r["prompt"])), tok.encode(format_response(r["response"]))
-        where = f"{path}:{r.get('line', i + 1)}"
+        where = where_is(path, r, i)
+        prompt, response = encode(tok, format_prompt(r["prompt"]), where), encode(tok, format_response(r["response"]), where)
         if check_length(len(prompt) + len(response) + 1, block_size, shifted, where, "example", skip_long):
             examples.append((prompt, response))
         else:
@@ -58,9 +71,9 @@ def tokenize_pairs(records, tok, block_size, path, skip_long, shifted):
         if r["chosen"] == r["rejected"]:
             n_identical += 1
             continue
-        prompt = tok.encode(format_prompt(r["prompt"]))
-        chosen, rejected = tok.encode(format_response(r["chosen"])), tok.encode(format_response(r["rejected"]))
-        where = f"{path}:{r.get('line', i + 1)}"
+        where = where_is(path, r, i)
+        prompt = encode(tok, format_prompt(r["prompt"]), where)
+        chosen, rejected = encode(tok, format_response(r["chosen"]), where), encode(tok, format_response(r["rejected"]), where)
         if check_length(len(prompt) + max(len(chosen), len(rejected)) + 1, block_size, shifted, where, "pair", skip_long):
             pairs.append((prompt, chosen, rejected))
         else:
@@ -76,14 +89,14 @@ def tokenize_prompts(records, tok, block_size, max_new_tokens, path, skip_long):
     skipped and counted with skip_long."""
     kept, prompt_ids, n_long = [], [], 0
     for i, r in enumerate(records):
-        ids = tok.encode(format_prompt(r["prompt"]))
+        ids = encode(tok, format_prompt(r["prompt"]), where_is(path, r, i))
         if len(ids) + max_new_tokens <= block_size:
             kept.append(r)
             prompt_ids.append(ids)
         elif skip_long:
             n_long += 1
         else:
-            raise DataError(f"{path}:{r.get('line', i + 1)}: prompt of {len(ids)} tokens leaves no room for "
+            raise DataError(f"{where_is(path, r, i)}: prompt of {len(ids)} tokens leaves no room for "
                             f"max_new_tokens {max_new_tokens} in block_size {block_size}; pass --skip_long=True")
     if not kept:
         raise DataError(f"{path}: no prompt leaves room for max_new_tokens {max_new_tokens} in block_size {block_size}")

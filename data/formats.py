@@ -21,6 +21,7 @@ the file as a whole) and says what was expected.
 
 import gzip
 import json
+import os
 import re
 
 from atomic_io import atomic_write_text
@@ -42,6 +43,12 @@ class DataError(ValueError):
     """A data file is not what a reader expects. The message names the file and line."""
 
 
+class Record(dict):
+    """A record as read from its file: a plain dict of its fields, plus .line, the line it was on (for the
+    messages of later checks, such as a too-long example)."""
+    line = None
+
+
 def read_jsonl(path):
     """One dict per non-blank line of a .jsonl (or .jsonl.gz) file. Blank lines are skipped; a
     malformed line, a line that is not a JSON object, or a file with no records is a DataError."""
@@ -49,21 +56,37 @@ def read_jsonl(path):
 
 
 def read_jsonl_lines(path):
-    """[(line_number, record)] for the non-blank lines of a JSONL file (gzip if it ends in .gz)."""
+    """[(line_number, record)] for the non-blank lines of a JSONL file (gzip if it ends in .gz); each record
+    a Record, which knows its line."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: a directory, expected a JSONL file")
     opener = gzip.open if str(path).endswith(".gz") else open
     records = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
-                                f"expected one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            records.append((lineno, record))
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):  # bytes, decoded line by line: an error knows its line
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1})") from None
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
+                                    f"expected one JSON object per line") from None
+                if not isinstance(record, dict):
+                    raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+                record = Record(record)
+                record.line = lineno
+                records.append((lineno, record))
+    except EOFError as e:  # a .gz cut short
+        raise DataError(f"{path}: truncated ({e})") from None
+    except OSError as e:  # unreadable, or not gzip data
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not records:
         raise DataError(f"{path}: no records (expected one JSON object per line)")
     return records
@@ -118,8 +141,9 @@ def load_sft(path):
                 prompt, response = messages_to_sft(record["messages"])
             except ValueError as e:
                 raise DataError(where + str(e)) from None
-            record = {k: v for k, v in record.items() if k != "messages"}
+            line, record = record.line, Record({k: v for k, v in record.items() if k != "messages"})
             record.update(prompt=prompt, response=response)
+            record.line = line
         elif "prompt" not in record and "response" not in record:
             raise DataError(where + "expected keys 'prompt' and 'response', or 'messages'")
         _require_str(record, "prompt", where)
@@ -171,7 +195,7 @@ def load_prefs(path):
                 prompt, chosen, rejected = split_hh(chosen, rejected)
             except ValueError as e:
                 raise DataError(where + f"not an HH-RLHF transcript pair: {e}") from None
-            record = dict(record, prompt=prompt, chosen=chosen, rejected=rejected)
+            record.update(prompt=prompt, chosen=chosen, rejected=rejected)
         for key in ("prompt", "chosen", "rejected"):
             _require_str(record, key, where)
         out.append(record)
