@@ -14,7 +14,11 @@ with open(), and is removed if writing fails.
 """
 
 import os
+import re
 import secrets
+
+
+TEMP_NAME = re.compile(r"\..+\.tmp-(\d+)-[0-9a-f]{8}")  # .NAME.tmp-PID-RANDOM
 
 
 def atomic_write(path, write_fn):
@@ -54,3 +58,26 @@ def atomic_save_figure(fig, path, dpi=100):
     finally:
         plt.close(fig)
     return path
+
+
+def remove_orphaned_temp_files(directory):
+    """Delete the temporary files that a process killed mid-write (kill -9, a power cut: nothing can clean up
+    after those) left in directory; a file of a process that is still running is left alone. Returns the
+    names removed."""
+    removed = []
+    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+        m = TEMP_NAME.fullmatch(name)
+        if m and not pid_alive(int(m.group(1))):
+            os.remove(os.path.join(directory, name))
+            removed.append(name)
+    return removed
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True

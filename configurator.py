@@ -17,8 +17,10 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import re
+import signal
 import sys
 import types
 
@@ -97,20 +99,81 @@ def load_config_file(path):
     if not os.path.isfile(path):
         raise ConfigError(f"--config: no such file {path!r}")
     namespace = {"__file__": path}
-    with open(path) as f:
-        code = compile(f.read(), path, "exec")
-    exec(code, namespace)
+    try:
+        with open(path, encoding="utf-8") as f:
+            code = compile(f.read(), path, "exec")
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: {e.msg} (a config file is Python: key = value lines)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a config file is Python: key = value lines)") from None
+    try:
+        exec(code, namespace)
+    except Exception as e:  # the file's own code failed: say where, as a user error, not a traceback of ours
+        line = e.__traceback__.tb_next.tb_lineno if e.__traceback__.tb_next else "?"
+        raise ConfigError(f"{path}:{line}: {type(e).__name__}: {e}") from None
     return {k: v for k, v in namespace.items()
             if not k.startswith("_") and not isinstance(v, types.ModuleType)}
 
 
-def parse_config(config_cls, argv=None, prog=None):
-    """Build a config_cls instance from defaults, then --config FILE, then --key=value flags."""
+# -----------------------------------------------------------------------------
+# meaningful ranges: a setting outside its range is an error before anything runs, not a run that trains on
+# nothing (max_iters 0), divides by zero (an interval of 0) or quietly does something else (a negative beta)
+
+def at_least(low):
+    return (lambda v: v >= low), f">= {low}"
+
+
+def above(low):
+    return (lambda v: v > low), f"> {low}"
+
+
+def between(low, high, high_open=True):
+    """low <= v < high (or <= high with high_open=False)."""
+    if high_open:
+        return (lambda v: low <= v < high), f"in [{low}, {high})"
+    return (lambda v: low <= v <= high), f"in [{low}, {high}]"
+
+
+def one_of(*choices):
+    return (lambda v: v in choices), "one of " + ", ".join(repr(c) for c in choices)
+
+
+# settings several stages share, checked in every config that has them; a stage adds its own (parse_config's
+# `ranges`), which take precedence
+RANGES = {
+    "batch_size": at_least(1), "grad_accum_steps": at_least(1), "max_iters": at_least(1), "minibatch_size": at_least(1),
+    "ppo_epochs": at_least(1), "eval_interval": at_least(1), "log_interval": at_least(1), "max_new_tokens": at_least(1),
+    "sample_interval": at_least(0), "num_samples": at_least(0), "eval_max_examples": at_least(0),
+    "warmup_iters": at_least(0), "learning_rate": above(0), "min_lr": at_least(0), "weight_decay": at_least(0),
+    "beta1": between(0, 1), "beta2": between(0, 1), "grad_clip": at_least(0), "dropout": between(0, 1),
+    "block_size": at_least(1), "n_layer": at_least(1), "n_head": at_least(1), "n_embd": at_least(1),
+    "samples_per_prompt": at_least(1), "eval_samples_per_prompt": at_least(1),
+    "dtype": one_of("auto", "float32", "bfloat16", "float16"),
+}
+
+
+def check_ranges(config, ranges, sources):
+    """ConfigError naming the setting and where it was set, for the first value outside its range (every
+    float must also be finite: '1e999' parses as inf)."""
+    rules = {**RANGES, **ranges}
+    for f in dataclasses.fields(config):
+        value, where = getattr(config, f.name), sources.get(f.name, f"the default of {f.name!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {f.name} = {value!r}: expected a finite number")
+        if f.name in rules and value is not None:
+            ok, expected = rules[f.name]
+            if not ok(value):
+                raise ConfigError(f"{where}: {f.name} = {value!r}: expected {expected}")
+
+
+def parse_config(config_cls, argv=None, prog=None, ranges=None):
+    """Build a config_cls instance from defaults, then --config FILE, then --key=value flags; then check every
+    value against its range (RANGES, and the stage's own `ranges`: {key: (predicate, what is expected)})."""
     argv = sys.argv[1:] if argv is None else list(argv)
     prog = prog or os.path.basename(sys.argv[0])
     defaults = config_cls()
     valid = [f.name for f in dataclasses.fields(config_cls)]
-    values = {}
+    values, sources = {}, {}  # sources: where each value was set, for the error messages
 
     if "-h" in argv or "--help" in argv:
         print(help_text(config_cls, prog))
@@ -133,6 +196,7 @@ def parse_config(config_cls, argv=None, prog=None):
                 if key not in valid:
                     raise unknown_key_error(path, key, valid)
                 values[key] = coerce(path, key, value, getattr(defaults, key))
+                sources[key] = path
         else:
             flags.append(arg)
         i += 1
@@ -145,17 +209,40 @@ def parse_config(config_cls, argv=None, prog=None):
         if key not in valid:
             raise unknown_key_error(f"--{key}", key, valid)
         values[key] = coerce(f"--{key}", key, parse_value(text), getattr(defaults, key))
+        sources[key] = f"--{key}"
 
-    return dataclasses.replace(defaults, **values)
+    config = dataclasses.replace(defaults, **values)
+    check_ranges(config, ranges or {}, sources)
+    return config
+
+
+class Stopped(Exception):
+    """SIGTERM (a scheduler, torchrun, `kill`), turned into an exception so that the run stops like on Ctrl-C:
+    the file being written is removed, the last checkpoint stays."""
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signal.Signals(signum).name)
 
 
 def run_cli(main):
-    """Run a script's main(): a user error (bad config, bad data, a checkpoint that does not fit) ends
-    with one line on stderr and exit status 2. Set TINYRLHF_TRACEBACK=1 to see the traceback."""
+    """Run a script's main(). A user error (bad config, bad data, a checkpoint that does not fit, a file that
+    cannot be read or written, a non-finite number) ends with one line on stderr and exit status 2; Ctrl-C
+    and SIGTERM with one line and 128 + the signal's number, after the file being written (if any) is
+    removed: every checkpoint already written stays. Set TINYRLHF_TRACEBACK=1 to see the traceback."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
     try:
         main()
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+    except (KeyboardInterrupt, Stopped) as e:
         if os.environ.get("TINYRLHF_TRACEBACK"):
             raise
+        name = "SIGINT" if isinstance(e, KeyboardInterrupt) else str(e)
+        print(f"error: stopped by {name}; the checkpoints written so far are intact", file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
+    except (ValueError, OSError, FloatingPointError, EOFError) as e:
+        if os.environ.get("TINYRLHF_TRACEBACK"):
+            raise
+        if isinstance(e, OSError) and e.filename and e.strerror:  # "[Errno 28] ..." -> what and where
+            e = f"{e.filename}: {e.strerror}"
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from checkpoint import load_model, prepare_out_dir, save_checkpoint
-from configurator import parse_config, run_cli
-from data.batches import collate, tokenize_pairs
+from checkpoint import load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
+from configurator import above, at_least, between, one_of, parse_config, run_cli
+from data.batches import collate, tokenize_pairs, tokenize_prompts
 from data.formats import load_prefs, load_prompts
 from logger import MetricsLogger
 from model import token_logprobs
@@ -59,6 +59,7 @@ from tokenizer import get_tokenizer
 class DPOConfig:
     # I/O
     out_dir: str = "out/dpo"  # checkpoint, metrics.jsonl, curves.png
+    resume: bool = False  # continue the run in out_dir from its ckpt.pt
     overwrite: bool = False  # allow replacing a run that already lives in out_dir
     init_from: str = "out/sft"  # the SFT checkpoint: the initial policy and the frozen reference
     # data
@@ -99,6 +100,11 @@ class DPOConfig:
     dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
     compile: bool = False  # torch.compile the policy
     seed: int = 1337
+
+
+# the meaningful ranges of DPO's own settings (the shared ones are in configurator.RANGES)
+RANGES = {"beta": above(0), "loss_type": one_of("sigmoid", "ipo"), "label_smoothing": between(0, 0.5),
+          "rpo_alpha": at_least(0), "max_chosen_drop": at_least(0)}
 
 
 # -----------------------------------------------------------------------------
@@ -200,14 +206,15 @@ def gold_eval(policy, tok, prompts, max_new_tokens, rt):
 # -----------------------------------------------------------------------------
 
 def main():
-    config = parse_config(DPOConfig)
-    if config.loss_type not in ("sigmoid", "ipo"):
-        raise ValueError(f"loss_type {config.loss_type!r}: expected 'sigmoid' or 'ipo'")
+    config = parse_config(DPOConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
     # --- the policy (trained) and the reference (frozen), both from SFT ----------------------------------
-    policy, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
+    resume_ckpt = load_checkpoint(config.out_dir, stages=("dpo",), key="out_dir") if config.resume else None
+    policy, tok_name, _ = load_model(config.init_from, dropout=config.dropout, key="init_from")
     ref_model, _, _ = load_model(config.init_from)
+    if resume_ckpt is not None:  # the policy of the run being continued
+        policy.load_state_dict(resume_ckpt["model"])
     tok = get_tokenizer(tok_name)
 
     # --- data, validated before anything is written ------------------------------------------------------
@@ -219,10 +226,16 @@ def main():
     val = pairs(config.val_data)[0][:config.eval_max_examples or None]
     train_chosen_tokens = torch.tensor([sum(t != -100 for t in c[1]) for c, _ in train], dtype=torch.float,
                                        device=rt.device)  # (N,) |y_c| + 1 (end-of-text)
-    eval_prompts = [r["prompt"] for r in load_prompts(config.eval_prompts)] if config.toy_eval else []
+    # the gold evaluation's prompts: each must fit with room for a response (its samples stop at max_new_tokens or
+    # at the end of the context window, whichever comes first)
+    eval_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, 1,
+                                    config.eval_prompts, config.skip_long)[0] if config.toy_eval else []
+    eval_prompts = [r["prompt"] for r in eval_records]
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
-        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={
+            "init_from": config.init_from, "train_data": config.train_data, "val_data": config.val_data,
+            "eval_prompts": config.eval_prompts if config.toy_eval else None})
         print(f"dpo: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
               f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
               f"{config.max_iters} steps; loss {config.loss_type}, beta {config.beta}, label smoothing {config.label_smoothing}")
@@ -234,12 +247,13 @@ def main():
 
     policy.to(rt.device)
     optimizer = configure_adamw(policy, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
+    step = restore_training_state(resume_ckpt, optimizer, rt.scaler) if resume_ckpt is not None else 0
+    del resume_ckpt
     model = wrap_model(policy, rt, config.compile)
-    logger = MetricsLogger(config, enabled=rt.master)
+    logger = MetricsLogger(config, enabled=rt.master, start_step=step)
 
     # --- the training loop -----------------------------------------------------------------------------------
     model.train()
-    step = 0
     while step < config.max_iters:
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
@@ -259,13 +273,14 @@ def main():
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
         metrics = reduce_metrics(sums, global_batch)
         step += 1
-        check_finite(metrics, step, config.out_dir)
+        check_finite({**metrics, "grad_norm": grad_norm}, step, config.out_dir)
         if step % config.log_interval == 0 or step == config.max_iters:
             logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
             val_metrics = evaluate_pairs(model, val, ref_val, config, tok.pad_id, rt)
             if config.toy_eval and rt.master:
                 val_metrics.update(gold_eval(policy, tok, eval_prompts, config.max_new_tokens, rt))
+            check_finite(val_metrics, step, config.out_dir)
             logger.log(step, val_metrics, config.max_iters)
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss", "val/loss", "rewards/margins", "val/rewards/accuracies", "logps/chosen", "logps/rejected",
@@ -280,7 +295,7 @@ def main():
                           f"-{config.max_chosen_drop}; keeping the checkpoint of the previous evaluation")
                 break
             if rt.master:
-                save_checkpoint(config.out_dir, policy, config, step, tok.spec, optimizer, rt.scaler,
+                save_checkpoint(config.out_dir, policy, config, step, tok.spec, optimizer, rt.scaler, stage="dpo",
                                 extra={"val_metrics": val_metrics})
     logger.finish()
     teardown(rt)

@@ -43,10 +43,10 @@ from dataclasses import dataclass
 import torch
 
 from atomic_io import atomic_save_figure, atomic_write_text
-from checkpoint import load_model
-from configurator import parse_config, run_cli
-from data.batches import collate
-from data.formats import format_prompt, load_prompts, load_sft
+from checkpoint import REWARD_STAGES, load_model, tokenizer_of
+from configurator import at_least, parse_config, run_cli
+from data.batches import collate, tokenize_prompts
+from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
 from data.toy.judge import format_table, judge, summarize
 from logger import pyplot
 from ppo import decode_responses, rollout
@@ -70,10 +70,15 @@ class EvalConfig:
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
     batch_size: int = 256  # sequences per forward / generate call
     out_dir: str = ""  # if set, write results.json, table.md, metrics.png and frontier.png there
+    overwrite: bool = False  # allow replacing the results already in out_dir (each file is replaced when rewritten)
     runs: str = ""  # ppo.py / dpo.py run dirs (name:dir,...) whose periodic evaluations make overoptimization.png
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype for sampling
     seed: int = 1234
+
+
+RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png")  # what out_dir gets
+RANGES = {"temperature": at_least(0)}  # 0 = greedy; the shared ranges are in configurator.RANGES
 
 
 def parse_checkpoints(spec):
@@ -193,8 +198,7 @@ def read_evals(name, run_dir):
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(metrics_path):
         raise FileNotFoundError(f"--runs {name}:{run_dir}: no metrics.jsonl there (a ppo.py or dpo.py run with toy_eval)")
-    with open(metrics_path) as f:
-        return [r for r in map(json.loads, f) if "eval/gold_score" in r]
+    return [r for r in read_jsonl(metrics_path) if "eval/gold_score" in r]
 
 
 def plot_overoptimization(evals, path):
@@ -232,30 +236,43 @@ def plot_overoptimization(evals, path):
 
 
 def main():
-    config = parse_config(EvalConfig)
+    config = parse_config(EvalConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
-    prompt_records = load_prompts(config.eval_prompts)
+    # --- everything is read and checked before the long sampling starts, and before out_dir is touched ---
+    ref_model, ref_tok, _ = load_model(config.reference, key="reference")
+    reward_model, rm_tok, rm_ckpt = load_model(config.reward_dir, stages=REWARD_STAGES, key="reward_dir")
+    if "reward_norm" not in rm_ckpt:
+        raise ValueError(f"--reward_dir={config.reward_dir}: a reward model that was not normalised (reward.py stopped "
+                         f"before the end? --resume=True there finishes it)")
+    tok = get_tokenizer(ref_tok)
+    checkpoints = parse_checkpoints(config.checkpoints)
+    for name, path in [("reward_dir", config.reward_dir)] + checkpoints:
+        spec = rm_tok if name == "reward_dir" else tokenizer_of(path, key="checkpoints")
+        if get_tokenizer(spec).spec != tok.spec:
+            raise ValueError(f"{path}: its tokenizer differs from the reference's ({config.reference})")
+    block_size = ref_model.config.block_size
+    prompt_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, block_size, config.max_new_tokens,
+                                      config.eval_prompts, skip_long=False)[0]
     demos = load_sft(config.demos)
-    ref_model, ref_tok, _ = load_model(config.reference)
-    reward_model, rm_tok, _ = load_model(config.reward_dir)
-    if reward_model.score_head is None:
-        raise ValueError(f"reward_dir {config.reward_dir!r}: not a reward model (no scalar head)")
+    training_examples(demos, tok, block_size, config.demos, skip_long=True)  # every character known, some example fits
+    run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
+    if config.out_dir:  # out_dir may hold other things (the demo writes beside its runs): only our own files count
+        existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(config.out_dir, f))]
+        if existing and not config.overwrite:
+            raise FileExistsError(f"out_dir {config.out_dir!r} already holds results ({existing[0]}): pass "
+                                  f"--overwrite=True to replace them, or choose another --out_dir")
+        os.makedirs(config.out_dir, exist_ok=True)
     for m in (ref_model, reward_model):
         m.to(rt.device).eval()
-    tok = get_tokenizer(ref_tok)
-    # the runs' periodic evaluations, read (and checked) before the long sampling starts
-    run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
     reference_row, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
     reference_row["win_rate"] = 0.5  # against itself, sample by sample: every comparison a tie
     rows = {}
-    for name, path in parse_checkpoints(config.checkpoints):
+    for name, path in checkpoints:
         if os.path.realpath(path) == os.path.realpath(config.reference):
             rows[name] = reference_row
             print(f"evaluated {name} ({path}, the reference)", flush=True)
             continue
-        policy, tok_name, _ = load_model(path)
-        if not (get_tokenizer(tok_name).spec == tok.spec == get_tokenizer(rm_tok).spec):
-            raise ValueError(f"{path}: its tokenizer differs from the reference's or the reward model's")
+        policy, _, _ = load_model(path)
         policy.to(rt.device).eval()
         rows[name], _ = evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold)
         print(f"evaluated {name} ({path})", flush=True)
@@ -266,7 +283,6 @@ def main():
           f"{config.temperature:g}; greedy_score: one greedy response per prompt\n")
     print(table)
     if config.out_dir:
-        os.makedirs(config.out_dir, exist_ok=True)
         atomic_write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
         atomic_write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "demonstrations": demo_row,
                                                                            "models": rows}, indent=2))

@@ -6,7 +6,7 @@ import json
 import os
 import time
 
-from atomic_io import atomic_save_figure
+from atomic_io import atomic_save_figure, atomic_write_text
 
 
 def pyplot():
@@ -26,6 +26,12 @@ class MetricsLogger:
         self.enabled = enabled
         self.path = os.path.join(config.out_dir, "metrics.jsonl")
         self.history = []
+        if enabled and start_step and os.path.isfile(self.path):
+            # a resumed run: keep the history up to its checkpoint, so the curves cover the whole run; what was
+            # logged after the checkpoint is dropped, because the resumed run computes those steps again
+            with open(self.path) as f:
+                self.history = [r for r in map(json.loads, filter(str.strip, f)) if r["step"] <= start_step]
+            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.history))
         self.t0 = time.time()
         self.start_step = start_step
         self.t_last, self.last_step = self.t0, start_step  # of the previous training line
@@ -41,7 +47,7 @@ class MetricsLogger:
         now = time.time()
         timing = {"time_per_step_s": (now - self.t_last) / max(1, step - self.last_step)}
         self.t_last, self.last_step = now, step
-        extra = {"lr": lr} if grad_norm is None else {"lr": lr, "grad_norm": grad_norm.item()}
+        extra = {"lr": lr} if grad_norm is None else {"lr": lr, "grad_norm": grad_norm}
         self.log(step, {**metrics, **extra, **timing}, total_steps)
 
     def log(self, step, metrics, total_steps=None):

@@ -36,12 +36,14 @@ def set_lr(optimizer, lr):
 
 def optimizer_step(model, optimizer, scaler, grad_clip):
     """One update after the backward passes: unscale (fp16 only) before clipping so the clip sees true
-    gradient norms, clip, step, zero the gradients. Returns the pre-clip gradient norm (or None)."""
-    grad_norm = None
-    if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    gradient norms, clip (grad_clip 0: measure the norm only), step, zero the gradients. Returns the
+    pre-clip gradient norm as a float, for the log and the NaN guard; None when fp16 loss scaling found
+    inf/NaN gradients: the scaler then skips the step and lowers its scale, which is normal."""
+    scaler.unscale_(optimizer)
+    # max_norm inf: the gradients are multiplied by min(1, inf / norm) = 1.0, i.e. left exactly as they are
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf")).item()
+    skipped = scaler.is_enabled() and not math.isfinite(grad_norm)
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return grad_norm
+    return None if skipped else grad_norm

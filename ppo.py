@@ -30,8 +30,7 @@ GPT-2-small on HH-RLHF (one GPU), or several with torchrun (each rank rolls out 
     torchrun --standalone --nproc_per_node=8 ppo.py --config config/ppo_gpt2_hh.py
 
 Deviations from the papers: no pre-training-data mix (InstructGPT's PPO-ptx); policy and value are two
-separate networks trained by one optimizer (as in TRL), not a shared trunk; a run cannot be resumed
-(the checkpoint holds the policy and value weights for evaluation and later stages).
+separate networks trained by one optimizer (as in TRL), not a shared trunk.
 
 Shapes: B = rollouts in the batch, T0 = prompt length (left-padded), T = response positions. Unless
 named otherwise every tensor below is (B, T) and `mask` is 1.0 on response tokens up to and including
@@ -46,8 +45,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from checkpoint import load_model, prepare_out_dir, save_checkpoint
-from configurator import parse_config, run_cli
+from checkpoint import REWARD_STAGES, load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
+from configurator import above, at_least, between, one_of, parse_config, run_cli
 from data.batches import left_pad, tokenize_prompts
 from data.formats import format_prompt, load_prompts
 from data.toy.judge import eval_metrics, judge
@@ -63,6 +62,7 @@ from tokenizer import get_tokenizer
 class PPOConfig:
     # I/O
     out_dir: str = "out/ppo"  # checkpoint (policy + value), metrics.jsonl, curves.png, samples.txt
+    resume: bool = False  # continue the run in out_dir from its ckpt.pt
     overwrite: bool = False  # allow replacing a run that already lives in out_dir
     sft_dir: str = "out/sft"  # the SFT checkpoint: the initial policy and the frozen reference
     reward_dir: str = "out/reward"  # the normalised reward model (also the value model's initialisation)
@@ -109,6 +109,13 @@ class PPOConfig:
     dtype: str = "auto"  # 'auto' (bf16, or fp16 on GPUs without bf16), 'float32', 'bfloat16', 'float16'
     compile: bool = False  # torch.compile the policy and value models
     seed: int = 1337
+
+
+# the meaningful ranges of PPO's own settings (the shared ones are in configurator.RANGES)
+RANGES = {"temperature": above(0), "kl_coef": at_least(0), "target_kl": above(0), "kl_horizon": at_least(1),
+          "clip_coef": above(0), "clip_coef_vf": above(0), "vf_coef": at_least(0), "ent_coef": at_least(0),
+          "gamma": between(0, 1, high_open=False), "lam": between(0, 1, high_open=False),
+          "missing_eos_penalty": at_least(0), "value_init": one_of("reward", "sft")}
 
 
 # -----------------------------------------------------------------------------
@@ -316,7 +323,7 @@ def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibat
     old policy's and old values; advantages and returns (B, T) from compute_gae. generator draws the
     minibatch order. Returns the mean over minibatches of each logged metric (this rank's)."""
     tokens, attention_mask, T0, mask = batch["tokens"], batch["attention_mask"], batch["T0"], batch["mask"]
-    sums, n_minibatches = {}, 0
+    sums, n_minibatches, grad_norms = {}, 0, []
     for epoch in range(ppo_epochs):
         perm = torch.randperm(len(tokens), generator=generator).tolist()
         for start in range(0, len(perm), minibatch_size):
@@ -332,11 +339,14 @@ def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibat
             entropy = masked_mean(entropy_from_logits(logits / temperature), mb_mask)
             loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy
             rt.scaler.scale(loss).backward()
-            optimizer_step(model, optimizer, rt.scaler, grad_clip)
+            grad_norms.append(optimizer_step(model, optimizer, rt.scaler, grad_clip))
             accumulate(sums, {"ppo/loss/policy": pg_loss, "ppo/loss/value": vf_loss, "ppo/approx_kl": approx_kl,
                               "ppo/clipfrac": clipfrac, "ppo/val/clipfrac": vf_clipfrac, "objective/entropy": entropy})
             n_minibatches += 1
-    return {k: v / n_minibatches for k, v in sums.items()}
+    metrics = {k: v / n_minibatches for k, v in sums.items()}
+    grad_norms = [g for g in grad_norms if g is not None]  # None: a step that fp16 loss scaling skipped
+    metrics["ppo/grad_norm"] = torch.tensor(sum(grad_norms) / max(len(grad_norms), 1), device=rt.device)
+    return metrics
 
 
 def decode_responses(tok, batch):
@@ -353,15 +363,19 @@ def load_models(sft_dir, reward_dir, value_init):
     """PPO's four models: the policy and the frozen reference (both the SFT weights), the frozen normalised
     reward model, and the value model -- value_init 'reward': the reward model's weights (InstructGPT),
     'sft': the SFT trunk with a zero head. Returns (policy, ref_model, value_model, reward_model, tokenizer)."""
-    policy, tok_name, _ = load_model(sft_dir)
+    policy, tok_name, _ = load_model(sft_dir, key="sft_dir")
     ref_model, _, _ = load_model(sft_dir)
-    reward_model, rm_tok_name, rm_ckpt = load_model(reward_dir)
-    if reward_model.score_head is None or rm_ckpt is None or "reward_norm" not in rm_ckpt:
-        raise ValueError(f"reward_dir {reward_dir!r}: not a normalised reward model written by reward.py")
+    reward_model, rm_tok_name, rm_ckpt = load_model(reward_dir, stages=REWARD_STAGES, key="reward_dir")
+    norm = rm_ckpt.get("reward_norm")
+    if norm is None:
+        raise ValueError(f"--reward_dir={reward_dir}: a reward model that was not normalised (reward.py stopped before "
+                         f"the end? --resume=True there finishes it)")
+    if not (np.isfinite(norm["raw_std"]) and norm["raw_std"] > 0):
+        raise ValueError(f"--reward_dir={reward_dir}: its normalisation has std {norm['raw_std']}; expected a finite std > 0")
     if get_tokenizer(rm_tok_name).spec != get_tokenizer(tok_name).spec:
-        raise ValueError(f"{reward_dir}: the reward model's tokenizer is not the policy's ({sft_dir})")
+        raise ValueError(f"--reward_dir={reward_dir}: the reward model's tokenizer is not the policy's ({sft_dir})")
     if value_init == "reward":
-        value_model, _, _ = load_model(reward_dir)
+        value_model, _, _ = load_model(reward_dir, stages=REWARD_STAGES)
     elif value_init == "sft":
         value_model = load_model(sft_dir)[0].add_scalar_head()
         nn.init.zeros_(value_model.score_head.weight)  # V = 0 everywhere at first: a constant baseline, not noise
@@ -385,18 +399,25 @@ def gold_evaluation(policy, ref_model, value_model, reward_model, records, tok, 
 # -----------------------------------------------------------------------------
 
 def main():
-    config = parse_config(PPOConfig)
+    config = parse_config(PPOConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
     # --- models: policy and value are trained; the reference and the reward model are frozen ------
+    resume_ckpt = load_checkpoint(config.out_dir, stages=("ppo",), key="out_dir") if config.resume else None
     policy, ref_model, value_model, reward_model, tok = load_models(config.sft_dir, config.reward_dir, config.value_init)
+    if resume_ckpt is not None:  # the trained two from the run being continued
+        policy.load_state_dict(resume_ckpt["model"])
+        value_model.load_state_dict(resume_ckpt["value_model"])
 
     # --- data: prompts that leave room for max_new_tokens -------------------------------------------
     prompt_records, prompt_ids, n_long = tokenize_prompts(load_prompts(config.prompts), tok, policy.config.block_size,
                                                           config.max_new_tokens, config.prompts, config.skip_long)
-    eval_records = load_prompts(config.eval_prompts) if config.toy_eval else []
+    eval_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, config.max_new_tokens,
+                                    config.eval_prompts, config.skip_long)[0] if config.toy_eval else []
     if rt.master:
-        prepare_out_dir(config.out_dir, resume=False, overwrite=config.overwrite)
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={
+            "sft_dir": config.sft_dir, "reward_dir": config.reward_dir, "prompts": config.prompts,
+            "eval_prompts": config.eval_prompts if config.toy_eval else None})
         print(f"ppo: {len(prompt_ids)} prompts (skipped as too long: {n_long}); {config.batch_size * rt.world_size} rollouts "
               f"per iteration = {config.batch_size} x {rt.world_size} processes; {config.max_iters} iterations; "
               f"minibatch {config.minibatch_size} x {config.ppo_epochs} epochs; policy {policy.get_num_params() / 1e6:.2f}M "
@@ -408,15 +429,20 @@ def main():
         m.eval().requires_grad_(False)
     trainable = PolicyAndValue(policy, value_model).train()
     optimizer = configure_adamw(trainable, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
-    model = wrap_model(trainable, rt, config.compile)
     kl_ctl = AdaptiveKLController(config.kl_coef, config.target_kl, config.kl_horizon)
-    logger = MetricsLogger(config, enabled=rt.master)
+    start = 0
+    if resume_ckpt is not None:  # the optimizer, scaler, RNG and KL controller as they were after iteration `start`
+        start = restore_training_state(resume_ckpt, optimizer, rt.scaler)
+        kl_ctl.kl_coef = resume_ckpt["kl_coef"]
+    del resume_ckpt
+    model = wrap_model(trainable, rt, config.compile)
+    logger = MetricsLogger(config, enabled=rt.master, start_step=start)
     models = (policy, ref_model, value_model, reward_model)  # for the periodic gold evaluation
-    if config.toy_eval:
+    if config.toy_eval and start == 0:
         logger.log(0, gold_evaluation(*models, eval_records, tok, config, rt), config.max_iters)
 
     # --- the training loop ---------------------------------------------------------------------------
-    for it in range(1, config.max_iters + 1):
+    for it in range(start + 1, config.max_iters + 1):
         t_start = time.time()
         # 1. rollout: this rank's share of a global batch drawn the same way on every rank
         ids = batch_indices(len(prompt_ids), config.batch_size * rt.world_size, config.seed, it)
@@ -448,7 +474,8 @@ def main():
             "objective/kl": kl.sum(dim=1).sum(), "response/length": mask.sum(), "response/ended": batch["ended"].float().sum(),
             "ppo/explained_variance": explained_variance(values, returns, mask) * len(ids)}, n)
         metrics.update({"objective/kl_coef": kl_ctl.kl_coef, **reduce_metrics(update, rt.world_size)})
-        responses = decode_responses(tok, batch) if (config.toy_eval or it % config.sample_interval == 0) else None
+        sample_now = config.sample_interval and it % config.sample_interval == 0
+        responses = decode_responses(tok, batch) if (config.toy_eval or sample_now) else None
         if config.toy_eval:
             gold = sum(judge(prompt_records[i]["prompt"], text, ended)["score"] for i, (text, ended) in zip(ids, responses))
             metrics.update(reduce_metrics({"env/gold_score": torch.tensor(float(gold), device=rt.device)}, n))
@@ -460,7 +487,7 @@ def main():
         metrics["perf/rollout_fraction"] = t_rollout / dt
         if it % config.log_interval == 0:
             logger.log(it, metrics, config.max_iters)
-        if rt.master and it % config.sample_interval == 0:
+        if rt.master and sample_now:
             with open(os.path.join(config.out_dir, "samples.txt"), "a") as f:
                 for i, (text, ended) in list(zip(ids, responses))[:4]:
                     line = f"[iter {it}] {prompt_records[i]['prompt']!r} -> {text!r}{'' if ended else ' (no end)'}"
@@ -468,10 +495,12 @@ def main():
                     print(line)
         if it % config.eval_interval == 0 or it == config.max_iters:
             if config.toy_eval:
-                logger.log(it, gold_evaluation(*models, eval_records, tok, config, rt), config.max_iters)
+                eval_metrics = gold_evaluation(*models, eval_records, tok, config, rt)
+                check_finite(eval_metrics, it, config.out_dir)
+                logger.log(it, eval_metrics, config.max_iters)
             if rt.master:
-                save_checkpoint(config.out_dir, policy, config, it, tokenizer=tok.spec, extra={
-                    "value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
+                save_checkpoint(config.out_dir, policy, config, it, tok.spec, optimizer, rt.scaler, stage="ppo",
+                                extra={"value_model": value_model.state_dict(), "kl_coef": kl_ctl.kl_coef})
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["env/reward_mean", "env/gold_score", "objective/kl", "ppo/approx_kl", "ppo/clipfrac",
                          "ppo/explained_variance", "response/length", "eval/gold_score"], "PPO")

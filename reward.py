@@ -35,15 +35,16 @@ import torch
 from torch.nn import functional as F
 
 from atomic_io import atomic_save_figure, atomic_write_text
-from checkpoint import load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import parse_config, run_cli
-from data.batches import collate_sequences, tokenize_pairs
+from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state,
+                        save_checkpoint, tokenizer_of)
+from configurator import at_least, parse_config, run_cli
+from data.batches import collate_sequences, tokenize_pairs, tokenize_prompts
 from data.formats import format_prompt, format_response, load_prefs, load_prompts
 from logger import MetricsLogger, pyplot
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
 from runtime import (backward_share, batch_indices, check_finite, micro_batches, reduce_metrics, setup_runtime, shard,
                      teardown, wrap_model)
-from sampling import generate_responses
+from sampling import decode_response, generate_ids
 from tokenizer import get_tokenizer
 
 
@@ -90,6 +91,9 @@ class RewardConfig:
     seed: int = 1337
 
 
+RANGES = {"norm_samples": at_least(2)}  # a standard deviation needs two samples; the shared ranges: configurator
+
+
 # -----------------------------------------------------------------------------
 # learning logic
 
@@ -120,8 +124,13 @@ def collate_pairs(pairs, pad_id, device):
 
 def normalize_head(model, raw_scores):
     """Make the head output (r - mean) / std of raw_scores, the rewards of SFT samples (Ziegler et al.):
-    r_norm = (w . h + b - mean) / std = (w / std) . h + (b - mean) / std, folded into weight and bias."""
+    r_norm = (w . h + b - mean) / std = (w / std) . h + (b - mean) / std, folded into weight and bias.
+    A ValueError if the scores are not finite or all equal (std 0 would make the head infinite)."""
     mean, std = float(np.mean(raw_scores)), float(np.std(raw_scores))
+    if not (np.isfinite(raw_scores).all() and std > 1e-8):
+        raise ValueError(f"the reward model's scores of the {len(raw_scores)} samples for the normalisation are "
+                         f"{'not finite' if not np.isfinite(raw_scores).all() else 'all equal (std 0)'}: it cannot be "
+                         f"normalised to std 1")
     with torch.no_grad():
         model.score_head.weight.div_(std)
         model.score_head.bias.sub_(mean).div_(std)
@@ -152,17 +161,21 @@ def spearman(x, y):
 # -----------------------------------------------------------------------------
 
 @torch.no_grad()
-def score_texts(model, tok, prompts, responses, rt, batch_size=64):
-    """Reward-model scores of (prompt, response) texts: (N,) numpy."""
+def score_sequences(model, seqs, pad_id, rt, batch_size=64):
+    """Reward-model scores of token sequences, each read at its last token: (N,) numpy."""
     out = []
-    for i in range(0, len(prompts), batch_size):
-        seqs = [tok.encode(format_prompt(p)) + tok.encode(format_response(r)) + [tok.eot_id]
-                for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])]
-        x, lengths = collate_sequences(seqs, tok.pad_id, rt.device)
+    for i in range(0, len(seqs), batch_size):
+        x, lengths = collate_sequences(seqs[i:i + batch_size], pad_id, rt.device)
         with rt.autocast:
             scores = model(x, scores=True)  # (N, T)
         out.append(end_scores(scores.float(), lengths).cpu())
     return torch.cat(out).numpy()
+
+
+def score_texts(model, tok, prompts, responses, rt, batch_size=64):
+    """Reward-model scores of finished (prompt, response) texts, end-of-text appended: (N,) numpy."""
+    seqs = [tok.encode(format_prompt(p)) + tok.encode(format_response(r)) + [tok.eot_id] for p, r in zip(prompts, responses)]
+    return score_sequences(model, seqs, tok.pad_id, rt, batch_size)
 
 
 @torch.no_grad()
@@ -183,17 +196,24 @@ def evaluate_pairs(model, pairs, batch_size, margin, pad_id, rt):
 
 
 def main():
-    config = parse_config(RewardConfig)
+    config = parse_config(RewardConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
-    # --- model and tokenizer: the SFT model with a fresh scalar head --------------------------------
-    resume_ckpt = load_checkpoint(config.out_dir) if config.resume else None
+    # --- models and tokenizer: the SFT model with a fresh scalar head; the policy whose samples set the scale ------
+    resume_ckpt = load_checkpoint(config.out_dir, stages=("reward",), key="out_dir") if config.resume else None
+    if resume_ckpt is not None and "reward_norm" in resume_ckpt:
+        raise ValueError(f"--out_dir={config.out_dir}: this reward model is finished (trained and normalised); "
+                         f"there is nothing to resume")
     if resume_ckpt is not None:
         model, tok_name = model_from_checkpoint(resume_ckpt), resume_ckpt["tokenizer"]
     else:
-        model, tok_name, _ = load_model(config.init_from, dropout=config.dropout)
+        model, tok_name, _ = load_model(config.init_from, dropout=config.dropout, key="init_from")
         model.add_scalar_head()
     tok = get_tokenizer(tok_name)
+    # the policy whose samples set the scale at the end: checked now, loaded then
+    norm_policy = config.norm_policy or config.init_from
+    if get_tokenizer(tokenizer_of(norm_policy, key="norm_policy" if config.norm_policy else "init_from")).spec != tok.spec:
+        raise ValueError(f"--norm_policy={norm_policy}: its tokenizer is not the reward model's")
 
     # --- data, validated before anything is written ------------------------------------------------
     def pairs(records, path):
@@ -203,10 +223,15 @@ def main():
     train, n_identical, n_long = pairs(load_prefs(config.train_data), config.train_data)
     val_records = load_prefs(config.val_data)
     val = pairs(val_records, config.val_data)[0][:config.eval_max_examples or None]
-    rl_prompts = [r["prompt"] for r in load_prompts(config.rl_prompts)][:config.norm_samples]
+    # the RL prompts, whose samples set the normalisation at the end: each must fit with room for a response
+    # (samples stop at max_new_tokens or at the end of the context window, whichever comes first)
+    rl_records, rl_prompt_ids, _ = tokenize_prompts(load_prompts(config.rl_prompts)[:config.norm_samples], tok,
+                                                    model.config.block_size, 1, config.rl_prompts, config.skip_long)
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
-        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={
+            "init_from": config.init_from, "norm_policy": config.norm_policy, "train_data": config.train_data,
+            "val_data": config.val_data, "rl_prompts": config.rl_prompts})
         print(f"reward: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
               f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
               f"{config.max_iters} steps; {model.get_num_params() / 1e6:.2f}M parameters; device {rt.device}, dtype {rt.dtype}")
@@ -240,14 +265,16 @@ def main():
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
         metrics = reduce_metrics(sums, global_batch)
         step += 1
-        check_finite(metrics, step, config.out_dir)
+        check_finite({**metrics, "grad_norm": grad_norm}, step, config.out_dir)
         if step % config.log_interval == 0 or step == config.max_iters:
             logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
             val_metrics = evaluate_pairs(model, val, config.batch_size, config.margin, tok.pad_id, rt)
-            logger.log(step, {"loss/val": val_metrics["loss"], "reward/accuracy_val": val_metrics["accuracy"]}, config.max_iters)
-            if step < config.max_iters and rt.master:  # the final checkpoint is written after normalisation
-                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
+            val_metrics = {"loss/val": val_metrics["loss"], "reward/accuracy_val": val_metrics["accuracy"]}
+            check_finite(val_metrics, step, config.out_dir)
+            logger.log(step, val_metrics, config.max_iters)
+            if rt.master:  # at max_iters too: a failed normalisation below then keeps the trained model (resume redoes it)
+                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler, stage="reward")
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss/train", "loss/val", "reward/accuracy_train", "reward/accuracy_val"], "reward model")
 
@@ -255,18 +282,20 @@ def main():
     val_metrics = evaluate_pairs(model, val, config.batch_size, config.margin, tok.pad_id, rt)
     if rt.master:
         raw_model.eval()
-        policy, _, _ = load_model(config.norm_policy or config.init_from)
-        samples = generate_responses(policy.to(rt.device).eval(), tok, rl_prompts, config.max_new_tokens, temperature=1.0,
-                                     device=rt.device, autocast=rt.autocast)
+        policy, _, _ = load_model(norm_policy)
+        responses = generate_ids(policy.to(rt.device).eval(), tok, rl_prompt_ids, config.max_new_tokens, temperature=1.0,
+                                 device=rt.device, autocast=rt.autocast)
         del policy
-        raw = score_texts(raw_model, tok, rl_prompts, [text for text, _ in samples], rt)  # (norm_samples,)
+        # scored as PPO's rollout will score them: at the last token, end-of-text if the response has one
+        raw = score_sequences(raw_model, [p + r for p, r in zip(rl_prompt_ids, responses)], tok.pad_id, rt)  # (norm_samples,)
+        samples = [decode_response(tok, r) for r in responses]  # (text, ended)
         # the gold report reads the trained (raw) scores: sigma(r_c - r_r) is the Bradley-Terry prediction
         # only before the rescaling by 1/std, and the Spearman correlation does not change with it
-        gold_report = toy_gold_report(raw_model, tok, val_records[:len(val)], rl_prompts, samples, raw, rt,
-                                      config.out_dir) if config.toy_eval else {}
+        gold_report = toy_gold_report(raw_model, tok, val_records[:len(val)], [r["prompt"] for r in rl_records], samples,
+                                      raw, rt, config.out_dir) if config.toy_eval else {}
         reward_norm = normalize_head(raw_model, raw)
         report = {"val_accuracy": val_metrics["accuracy"], "val_loss": val_metrics["loss"], **reward_norm, **gold_report}
-        save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler,
+        save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler, stage="reward",
                         extra={"reward_norm": reward_norm, "report": report})
         atomic_write_text(os.path.join(config.out_dir, "report.json"), json.dumps(report, indent=2))
         print("reward: " + " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in report.items()))

@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import random
+import re
 import sys
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def setup_runtime(device="auto", dtype="auto", seed=1337):
+    check_device(device)
     ddp = int(os.environ.get("RANK", -1)) != -1
     rank, local_rank, world_size = 0, 0, 1
     if device == "auto":
@@ -77,6 +79,19 @@ def setup_runtime(device="auto", dtype="auto", seed=1337):
     scaler = torch.amp.GradScaler(device_type, enabled=(torch_dtype == torch.float16))
     seed_everything(seed)
     return Runtime(device, device_type, torch_dtype, autocast, scaler, ddp, rank, local_rank, world_size, rank == 0)
+
+
+def check_device(device):
+    """A ValueError, before anything runs, for a device this machine does not have."""
+    m = re.fullmatch(r"auto|cpu|cuda(?::(\d+))?", device)
+    if m is None:
+        raise ValueError(f"--device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device={device!r}: PyTorch sees no CUDA GPU on this machine; use --device=cpu (or auto)")
+        if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+            raise ValueError(f"--device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
 
 
 def cpu_has_bf16():
@@ -152,12 +167,13 @@ def reduce_metrics(metrics, divisor=1.0):
 
 
 def check_finite(metrics, step, out_dir):
-    """Stop the stage with one line when a number it is about to log is NaN or infinite: training on is
-    training on garbage. Checkpoints are written only after this check, so the one in out_dir is the last
-    one before the problem."""
+    """Stop the stage with one line when a number it is about to log (a loss, a gradient norm, a validation
+    metric) is NaN or infinite: training on is training on garbage. Checkpoints are written only after this
+    check, and save_checkpoint refuses non-finite weights, so the one in out_dir is the last finite one.
+    None values (a gradient norm that fp16 loss scaling skipped) are not checked."""
     for name, value in metrics.items():
-        if not math.isfinite(value):
-            raise FloatingPointError(f"{name} became {value} at step {step}; stopping. The last good checkpoint "
+        if value is not None and not math.isfinite(value):
+            raise FloatingPointError(f"{name} became {value} at step {step}; stopping. The last finite checkpoint "
                                      f"stays in {out_dir}")
 
 

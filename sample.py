@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from checkpoint import load_model
-from configurator import parse_config, run_cli
+from configurator import at_least, between, parse_config, run_cli
 from data.formats import format_prompt
 from runtime import setup_runtime
 from tokenizer import get_tokenizer
@@ -35,10 +35,13 @@ class SampleConfig:
     seed: int = 1337
 
 
+RANGES = {"num_samples": at_least(1), "temperature": at_least(0), "top_k": at_least(0), "top_p": between(0, 1, high_open=False)}
+
+
 def main():
-    config = parse_config(SampleConfig)
+    config = parse_config(SampleConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
-    model, tok_name, _ = load_model(config.init_from)
+    model, tok_name, _ = load_model(config.init_from, stages=None, key="init_from")  # any model: a reward model too
     model.to(rt.device).eval()
     tok = get_tokenizer(tok_name)
     text = format_prompt(config.prompt) if config.chat else config.prompt

@@ -153,15 +153,17 @@ def main():
     rt = setup_runtime(config.device, config.dtype, config.seed)
 
     # --- model and tokenizer (a checkpoint brings its own tokenizer) ---------------------------
-    resume_ckpt = load_checkpoint(config.out_dir) if config.resume else None
+    resume_ckpt = load_checkpoint(config.out_dir, stages=("sft",), key="out_dir") if config.resume else None
     if resume_ckpt is not None:
         model, tok = model_from_checkpoint(resume_ckpt), get_tokenizer(resume_ckpt["tokenizer"])
     elif config.init_from == "scratch":
+        if config.n_embd % config.n_head:
+            raise ValueError(f"--n_embd={config.n_embd} must be a multiple of --n_head={config.n_head} (the heads split it)")
         tok = get_tokenizer(config.tokenizer)
         model = GPT(GPTConfig(block_size=config.block_size, vocab_size=tok.vocab_size, n_layer=config.n_layer,
                               n_head=config.n_head, n_embd=config.n_embd, dropout=config.dropout, bias=config.bias))
     else:
-        model, tok_spec, _ = load_model(config.init_from, dropout=config.dropout)
+        model, tok_spec, _ = load_model(config.init_from, dropout=config.dropout, key="init_from")
         tok = get_tokenizer(tok_spec)
 
     # --- data: tokenised once, with sft's loss mask, validated before anything is written ------
@@ -173,7 +175,9 @@ def main():
     sample_prompts = [r["prompt"] for r in val_records[:max(config.num_samples, 0)]]
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
-        prepare_out_dir(config.out_dir, config.resume, config.overwrite)
+        prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={
+            "init_from": config.init_from, "train_data": config.train_data, "val_data": config.val_data,
+            "tokenizer": config.tokenizer})
         print(f"sft: {len(train)} train / {len(val)} val examples (skipped as too long: {n_long_train} / {n_long_val}), "
               f"{model.get_num_params() / 1e6:.2f}M parameters, {tok.vocab_size}-token vocabulary")
         print(f"sft: {global_batch} examples per step = {config.batch_size} x {config.grad_accum_steps} accumulation "
@@ -210,14 +214,16 @@ def main():
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
         train_loss = reduce_metrics({"loss": loss_sum}, max(n_tokens, 1))["loss"]  # the exact per-token mean of the step
         step += 1
-        check_finite({"loss/train": train_loss}, step, config.out_dir)
+        check_finite({"loss/train": train_loss, "grad_norm": grad_norm}, step, config.out_dir)
 
         if step % config.log_interval == 0 or step == config.max_iters:
             logger.log_step(step, {"loss/train": train_loss, "tokens_per_step": n_tokens}, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            logger.log(step, {"loss/val": evaluate_loss(model, val, config.batch_size, tok.pad_id, rt)}, config.max_iters)
+            val_metrics = {"loss/val": evaluate_loss(model, val, config.batch_size, tok.pad_id, rt)}
+            check_finite(val_metrics, step, config.out_dir)
+            logger.log(step, val_metrics, config.max_iters)
             if rt.master:
-                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler)
+                save_checkpoint(config.out_dir, raw_model, config, step, tok.spec, optimizer, rt.scaler, stage="sft")
             logger.plot(os.path.join(config.out_dir, "loss.png"), ["loss/train", "loss/val", "lr"], "SFT")
         if rt.master and config.sample_interval and step % config.sample_interval == 0:
             print_samples(raw_model, tok, sample_prompts, config.max_new_tokens, step, rt)

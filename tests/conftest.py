@@ -36,11 +36,11 @@ def tiny_sft_checkpoint(d, texts, block_size=48, scalar_head_dir=None):
     torch.manual_seed(0)
     cfg = GPTConfig(block_size=block_size, vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16)
     (d / "sft").mkdir()
-    save_checkpoint(str(d / "sft"), GPT(cfg), StandInConfig(), step=0, tokenizer=str(d / "vocab.json"))
+    save_checkpoint(str(d / "sft"), GPT(cfg), StandInConfig(), step=0, tokenizer=str(d / "vocab.json"), stage="sft")
     if scalar_head_dir is not None:
         (d / scalar_head_dir).mkdir()
         save_checkpoint(str(d / scalar_head_dir), GPT(GPTConfig(**{**cfg.__dict__, "scalar_head": True})), StandInConfig(),
-                        step=0, tokenizer=str(d / "vocab.json"),
+                        step=0, tokenizer=str(d / "vocab.json"), stage="reward",
                         extra={"reward_norm": {"raw_mean": 0.0, "raw_std": 1.0, "n_samples": 0}})
     return tok
 

@@ -114,3 +114,15 @@ def test_bad_data(tiny_sft, tmp_path, record, expected):
     import re
     assert result.returncode == 2 and re.search(expected, result.stderr.strip()), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_resume_is_bitwise_exact(tiny_sft, tmp_path):
+    """4 steps in one go == 2, then --resume=True for 2 more (the reference log-probs are recomputed, exactly)."""
+    assert run_dpo(tiny_sft, tmp_path / "full").returncode == 0
+    assert run_dpo(tiny_sft, tmp_path / "half", max_iters=2).returncode == 0
+    result = run_dpo(tiny_sft, tmp_path / "half", resume=True)
+    assert result.returncode == 0, result.stderr
+    full, resumed = (torch.load(tmp_path / name / "ckpt.pt", weights_only=True) for name in ("full", "half"))
+    assert full["step"] == resumed["step"] == 4
+    for k, v in full["model"].items():
+        assert torch.equal(v, resumed["model"][k]), k

@@ -115,7 +115,7 @@ def test_backward_share_accumulates_the_mean_of_the_whole_step():
 def test_reduce_metrics_and_check_finite():
     assert reduce_metrics({"a": torch.tensor(3.0), "b": torch.tensor(1)}, 2) == {"a": 1.5, "b": 0.5}
     check_finite({"loss": 0.5}, step=3, out_dir="out/x")
-    with pytest.raises(FloatingPointError, match=r"^loss/val became nan at step 7; stopping. The last good checkpoint stays in out/x$"):
+    with pytest.raises(FloatingPointError, match=r"^loss/val became nan at step 7; stopping. The last finite checkpoint stays in out/x$"):
         check_finite({"loss/train": 1.0, "loss/val": float("nan")}, step=7, out_dir="out/x")
 
 

@@ -155,13 +155,16 @@ def test_never_overwrites_a_run_unless_asked(tiny_data, tmp_path):
     run_sft(tiny_args(tiny_data, tmp_path / "run", max_iters=3, seed=8, overwrite=True))
 
 
-def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tiny_data, tmp_path):
+def test_nan_stops_with_a_clear_message_and_keeps_the_last_finite_checkpoint(tiny_data, tmp_path):
+    """Two good steps, then a learning rate that blows the weights up: the stage stops naming the step, and the
+    checkpoint on disk is the last finite one (load_checkpoint refuses non-finite weights)."""
+    run_sft(tiny_args(tiny_data, tmp_path / "nan", eval_interval=1, max_iters=2))
     result = run_sft(tiny_args(tiny_data, tmp_path / "nan", learning_rate=1e30, min_lr=1e30, grad_clip=0.0,
-                               eval_interval=1, max_iters=10), check=False)
-    assert result.returncode == 2
-    assert "loss/train became" in result.stderr and "last good checkpoint" in result.stderr
-    ckpt = load_checkpoint(str(tmp_path / "nan"))
-    assert 1 <= ckpt["step"] < 10
+                               eval_interval=1, max_iters=10, resume=True), check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "step 3" in lines[0] and "last finite checkpoint" in lines[0], lines[0]
+    assert load_checkpoint(str(tmp_path / "nan"))["step"] == 2
 
 
 def test_kill_during_checkpoint_write_keeps_the_previous_one(tmp_path):
@@ -176,11 +179,11 @@ from model import GPT, GPTConfig
 class C:
     note: str = "x"
 small = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8))
-save_checkpoint({str(tmp_path)!r}, small, C(), step=1, tokenizer='x')
+save_checkpoint({str(tmp_path)!r}, small, C(), step=1, tokenizer='x', stage='sft')
 print("saved", flush=True)
 big = GPT(GPTConfig(block_size=8, vocab_size=400_000, n_layer=1, n_head=1, n_embd=128))
 while True:
-    save_checkpoint({str(tmp_path)!r}, big, C(), step=2, tokenizer='x')
+    save_checkpoint({str(tmp_path)!r}, big, C(), step=2, tokenizer='x', stage='sft')
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "saved"
