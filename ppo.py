@@ -25,6 +25,7 @@ the ratio at the first minibatch != 1).
 Run (toy world on CPU, after sft.py and reward.py; a few minutes):
     python ppo.py --config config/ppo_toy.py
     python ppo.py --config config/ppo_toy.py --kl_coef=0 --out_dir=out/toy/ppo_beta0   # reward hacking
+    python ppo.py --config config/ppo_toy.py --resume=True        # continue a stopped run from its checkpoint
 GPT-2-small on HH-RLHF (one GPU), or several with torchrun (each rank rolls out its share):
     python ppo.py --config config/ppo_gpt2_hh.py
     torchrun --standalone --nproc_per_node=8 ppo.py --config config/ppo_gpt2_hh.py

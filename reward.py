@@ -13,7 +13,9 @@ the score. Bradley-Terry says P(chosen > rejected) = sigma(r_c - r_r), so the lo
 with chosen and rejected scored in one concatenated forward pass. After training the reward is
 normalised, as in Ziegler et al., so that responses sampled from the SFT policy on the RL prompts score
 mean 0 and std 1: r_norm = (r - mean) / std, folded into the head's weight and bias (and recorded in
-the checkpoint as reward_norm), so every later stage simply calls the model.
+the checkpoint as reward_norm), so every later stage simply calls the model. The samples are scored as
+PPO's rollout scores its responses: at their last token, which is the end-of-text, or the last token
+of a response cut at max_new_tokens (before, these got an end-of-text appended that they never produced).
 
 Run (toy world on CPU; after sft.py):
     python reward.py --config config/reward_toy.py

@@ -1,5 +1,6 @@
 """The shared plumbing: atomic writes, gradient-accumulation slices and loss scale, the metric reduction and
-the non-finite guard, the data-to-tensor helpers, and renamed config keys."""
+the non-finite guard, the data-to-tensor helpers, renamed config keys and range checks, out_dir and its
+overwrite, orphaned temporary files, and the checks on loading a checkpoint."""
 
 import contextlib
 import os
@@ -189,3 +190,103 @@ def test_auto_dtype_and_the_slow_bf16_warning(monkeypatch, capsys):
     assert setup_runtime("cpu", "bfloat16", seed=0).dtype == torch.bfloat16  # asked for: kept, with one warning line
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: this CPU") and "--dtype=float32" in err[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# out_dir, orphaned temporary files, checkpoints that say which stage wrote them
+
+def test_overwrite_moves_the_old_run_aside_until_the_first_checkpoint(tmp_path):
+    import checkpoint
+    from model import GPT, GPTConfig
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("old run\n")
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        checkpoint.prepare_out_dir(str(out), resume=False, overwrite=False, inputs={})
+    with pytest.raises(ValueError, match="holds this run's input --train_data="):
+        checkpoint.prepare_out_dir(str(out), resume=False, overwrite=True, inputs={"train_data": str(out / "metrics.jsonl")})
+    # stopped before its first checkpoint (here: at exit, as atexit would): the old run comes back, whole
+    checkpoint.prepare_out_dir(str(out), resume=False, overwrite=True, inputs={})
+    assert os.listdir(out) == [] and (tmp_path / "run.replaced" / "metrics.jsonl").read_text() == "old run\n"
+    (out / "metrics.jsonl").write_text("new run, unfinished\n")
+    checkpoint.restore_replaced_run(os.path.realpath(out))
+    assert os.listdir(tmp_path) == ["run"] and (out / "metrics.jsonl").read_text() == "old run\n"
+    # the first checkpoint of the new run: only now does the old one go
+    checkpoint.prepare_out_dir(str(out), resume=False, overwrite=True, inputs={})
+    model = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8))
+    checkpoint.save_checkpoint(str(out), model, StandIn(), step=1, tokenizer="gpt2", stage="sft")
+    assert os.listdir(tmp_path) == ["run"] and os.listdir(out) == ["ckpt.pt"]
+    checkpoint.restore_replaced_run(os.path.realpath(out))  # what atexit then does: nothing
+    assert os.listdir(out) == ["ckpt.pt"]
+
+
+@dataclass
+class StandIn:
+    note: str = "a config"
+
+
+def test_orphaned_temp_files_of_dead_processes_are_swept(tmp_path):
+    import subprocess
+    from atomic_io import remove_orphaned_temp_files
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan, alive, other = f".ckpt.pt.tmp-{dead.pid}-0123abcd", f".ckpt.pt.tmp-{os.getpid()}-0123abcd", ".ckpt.pt.tmp-x"
+    for name in (orphan, alive, other):
+        (tmp_path / name).write_text("")
+    assert remove_orphaned_temp_files(str(tmp_path)) == [orphan]
+    assert sorted(os.listdir(tmp_path)) == sorted([alive, other])
+
+
+def test_checkpoints_are_checked_when_loaded(tmp_path):
+    from checkpoint import load_checkpoint, load_model, save_checkpoint
+    from model import GPT, GPTConfig
+    model = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8))
+    save_checkpoint(str(tmp_path), model, StandIn(), step=1, tokenizer="gpt2", stage="reward")
+    assert load_checkpoint(str(tmp_path), stages=("reward",))["stage"] == "reward"
+    with pytest.raises(ValueError, match=r"^--init_from=.*: a checkpoint of reward.py; expected one of sft.py, dpo.py, ppo.py$"):
+        load_model(str(tmp_path), key="init_from")
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"weight 'transformer.wte.weight' became NaN or infinite by step 2"):
+        save_checkpoint(str(tmp_path), model, StandIn(), step=2, tokenizer="gpt2", stage="reward")
+    assert load_checkpoint(str(tmp_path))["step"] == 1  # the last finite one stays
+    data = (tmp_path / "ckpt.pt").read_bytes()
+    (tmp_path / "ckpt.pt").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError, match="is not a readable checkpoint"):
+        load_checkpoint(str(tmp_path))
+
+
+@pytest.mark.parametrize("flag,expected", [
+    ("--max_iters=0", r"^--max_iters: max_iters = 0: expected >= 1$"),
+    ("--learning_rate=1e999", r"^--learning_rate: learning_rate = inf: expected a finite number$"),
+    ("--beta1=1", r"^--beta1: beta1 = 1.0: expected in \[0, 1\)$"),
+    ("--dtype=float64", r"^--dtype: dtype = 'float64': expected one of 'auto', 'float32', 'bfloat16', 'float16'$"),
+    ("--beta=0", r"^--beta: beta = 0.0: expected > 0$"),
+])
+def test_settings_are_checked_against_their_ranges(flag, expected):
+    from configurator import above
+
+    @dataclass
+    class Ranged:
+        max_iters: int = 10  # steps
+        learning_rate: float = 1e-3  # step size
+        beta1: float = 0.9  # AdamW beta1
+        dtype: str = "auto"  # precision
+        beta: float = 0.1  # a stage's own setting
+
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(Ranged, [flag], ranges={"beta": above(0)})
+
+
+def test_a_setting_from_a_config_file_names_the_file(tmp_path):
+    @dataclass
+    class Ranged:
+        max_iters: int = 10  # steps
+
+    path = tmp_path / "cfg.py"
+    path.write_text("max_iters = -5\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: max_iters = -5: expected >= 1$"):
+        parse_config(Ranged, ["--config", str(path)])
+    path.write_text("max_iters = (\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:1: "):
+        parse_config(Ranged, ["--config", str(path)])

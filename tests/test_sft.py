@@ -155,6 +155,16 @@ def test_never_overwrites_a_run_unless_asked(tiny_data, tmp_path):
     run_sft(tiny_args(tiny_data, tmp_path / "run", max_iters=3, seed=8, overwrite=True))
 
 
+def test_overwrite_that_fails_before_its_first_checkpoint_gives_the_old_run_back(tiny_data, tmp_path):
+    run_sft(tiny_args(tiny_data, tmp_path / "run", max_iters=3))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    result = run_sft(tiny_args(tiny_data, tmp_path / "run", overwrite=True, learning_rate=1e30, min_lr=1e30,
+                               grad_clip=0.0, eval_interval=5), check=False)  # blows up before step 5's checkpoint
+    assert result.returncode == 2 and "the previous run is back" in result.stdout, result.stdout + result.stderr
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert os.listdir(tmp_path) == ["run"]
+
+
 def test_nan_stops_with_a_clear_message_and_keeps_the_last_finite_checkpoint(tiny_data, tmp_path):
     """Two good steps, then a learning rate that blows the weights up: the stage stops naming the step, and the
     checkpoint on disk is the last finite one (load_checkpoint refuses non-finite weights)."""
