@@ -79,7 +79,7 @@ def prepare_out_dir(out_dir, resume, overwrite, inputs):
 
 
 def drop_replaced_run(out_dir):
-    """This run has written its first checkpoint (or its results): the previous run it replaces goes."""
+    """This run has written its first checkpoint: the previous run it replaces (if any) goes."""
     aside = _replaced.pop(os.path.realpath(out_dir), None)
     if aside is not None:
         shutil.rmtree(aside)

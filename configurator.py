@@ -10,7 +10,9 @@ executed (so it may compute values); every top-level name in it that does not st
 not a module must be a key of the dataclass. Unknown keys, in the file or on the command line, are
 an error listing the nearest valid keys (or, for a key renamed since, its new name: RENAMED). An int
 is accepted for a float field, a field whose default is None accepts any value, and `--help` lists
-every key with its default and comment.
+every key with its default and comment. Every value is then checked against its meaningful range
+(RANGES, shared by the stages, and a stage's own), so that `--batch_size=0` is an error naming the key,
+not a run that trains on nothing.
 """
 
 import ast
