@@ -143,9 +143,14 @@ def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, sca
     try:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
     except RuntimeError as e:  # torch.save's own error for a failed write (a full disk, a file size limit)
-        raise OSError(f"{path}: writing the checkpoint failed ({str(e).splitlines()[0]}); the previous one stays") from None
+        raise OSError(f"{path}: writing the checkpoint failed ({first_line(e)}); the previous one stays") from None
     drop_replaced_run(out_dir)
     return path
+
+
+def first_line(error):
+    """An exception's message cut to one short line (some, like an empty file's EOFError, have none)."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:120]
 
 
 def named(path, key):
@@ -184,7 +189,7 @@ def load_checkpoint(path, stages=None, key=None, device="cpu"):
     try:
         ckpt = torch.load(file, map_location=device, weights_only=True)
     except Exception as e:  # truncated, empty, or not a torch file: every way a file can fail to be one
-        raise ValueError(f"{where}: {file} is not a readable checkpoint ({str(e).splitlines()[0][:120]}); "
+        raise ValueError(f"{where}: {file} is not a readable checkpoint ({first_line(e)}); "
                          f"truncated, or not written by this project?") from None
     if not isinstance(ckpt, dict) or not {"model", "model_args", "tokenizer"} <= set(ckpt):
         raise ValueError(f"{where}: {file} is not a checkpoint of this project (expected model, model_args, tokenizer)")

@@ -45,6 +45,7 @@ from checkpoint import load_checkpoint, load_model, prepare_out_dir, restore_tra
 from configurator import above, at_least, between, one_of, parse_config, run_cli
 from data.batches import collate, tokenize_pairs, tokenize_prompts
 from data.formats import load_prefs, load_prompts
+from data.toy.judge import check_prompts
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
@@ -228,8 +229,9 @@ def main():
                                        device=rt.device)  # (N,) |y_c| + 1 (end-of-text)
     # the gold evaluation's prompts: each must fit with room for a response (its samples stop at max_new_tokens or
     # at the end of the context window, whichever comes first)
-    eval_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, 1,
-                                    config.eval_prompts, config.skip_long)[0] if config.toy_eval else []
+    eval_records = check_prompts(tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, 1,
+                                                  config.eval_prompts, config.skip_long)[0],
+                                 config.eval_prompts) if config.toy_eval else []
     eval_prompts = [r["prompt"] for r in eval_records]
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:

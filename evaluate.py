@@ -47,7 +47,7 @@ from checkpoint import REWARD_STAGES, load_model, tokenizer_of
 from configurator import at_least, parse_config, run_cli
 from data.batches import collate, tokenize_prompts
 from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
-from data.toy.judge import format_table, judge, summarize
+from data.toy.judge import check_prompts, format_table, judge, summarize
 from logger import pyplot
 from ppo import decode_responses, rollout
 from runtime import setup_runtime
@@ -239,6 +239,11 @@ def main():
     config = parse_config(EvalConfig, ranges=RANGES)
     rt = setup_runtime(config.device, config.dtype, config.seed)
     # --- everything is read and checked before the long sampling starts, and before out_dir is touched ---
+    # out_dir may hold other things (the demo writes beside its runs): only our own files count
+    existing = [f for f in RESULT_FILES if config.out_dir and os.path.exists(os.path.join(config.out_dir, f))]
+    if existing and not config.overwrite:
+        raise FileExistsError(f"out_dir {config.out_dir!r} already holds results ({existing[0]}): pass --overwrite=True "
+                              f"to replace them, or choose another --out_dir")
     ref_model, ref_tok, _ = load_model(config.reference, key="reference")
     reward_model, rm_tok, rm_ckpt = load_model(config.reward_dir, stages=REWARD_STAGES, key="reward_dir")
     if "reward_norm" not in rm_ckpt:
@@ -251,16 +256,13 @@ def main():
         if get_tokenizer(spec).spec != tok.spec:
             raise ValueError(f"{path}: its tokenizer differs from the reference's ({config.reference})")
     block_size = ref_model.config.block_size
-    prompt_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, block_size, config.max_new_tokens,
-                                      config.eval_prompts, skip_long=False)[0]
-    demos = load_sft(config.demos)
+    prompt_records = check_prompts(tokenize_prompts(load_prompts(config.eval_prompts), tok, block_size,
+                                                    config.max_new_tokens, config.eval_prompts, skip_long=False)[0],
+                                   config.eval_prompts)
+    demos = check_prompts(load_sft(config.demos), config.demos)
     training_examples(demos, tok, block_size, config.demos, skip_long=True)  # every character known, some example fits
     run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
-    if config.out_dir:  # out_dir may hold other things (the demo writes beside its runs): only our own files count
-        existing = [f for f in RESULT_FILES if os.path.exists(os.path.join(config.out_dir, f))]
-        if existing and not config.overwrite:
-            raise FileExistsError(f"out_dir {config.out_dir!r} already holds results ({existing[0]}): pass "
-                                  f"--overwrite=True to replace them, or choose another --out_dir")
+    if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
     for m in (ref_model, reward_model):
         m.to(rt.device).eval()

@@ -190,7 +190,8 @@ def read_weights(model_dir):
             return load_file(st_path)
         return torch.load(bin_path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or corrupt: every way a file can fail to be weights
-        raise ValueError(f"{path}: not readable weights ({str(e).splitlines()[0][:120]}); truncated?") from None
+        raise ValueError(f"{path}: not readable weights ({(str(e).splitlines() or [type(e).__name__])[0][:120]}); "
+                         f"truncated?") from None
 
 
 def download_pretrained(name, cache_dir=None):

@@ -50,7 +50,7 @@ from checkpoint import REWARD_STAGES, load_checkpoint, load_model, prepare_out_d
 from configurator import above, at_least, between, one_of, parse_config, run_cli
 from data.batches import left_pad, tokenize_prompts
 from data.formats import format_prompt, load_prompts
-from data.toy.judge import eval_metrics, judge
+from data.toy.judge import check_prompts, eval_metrics, judge
 from logger import MetricsLogger
 from model import token_logprobs
 from optim import configure_adamw, optimizer_step
@@ -413,8 +413,12 @@ def main():
     # --- data: prompts that leave room for max_new_tokens -------------------------------------------
     prompt_records, prompt_ids, n_long = tokenize_prompts(load_prompts(config.prompts), tok, policy.config.block_size,
                                                           config.max_new_tokens, config.prompts, config.skip_long)
-    eval_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, config.max_new_tokens,
-                                    config.eval_prompts, config.skip_long)[0] if config.toy_eval else []
+    eval_records = []
+    if config.toy_eval:  # the gold judge scores the rollouts' prompts and the held-out ones
+        eval_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size,
+                                        config.max_new_tokens, config.eval_prompts, config.skip_long)[0]
+        check_prompts(prompt_records, config.prompts)
+        check_prompts(eval_records, config.eval_prompts)
     if rt.master:
         prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={
             "sft_dir": config.sft_dir, "reward_dir": config.reward_dir, "prompts": config.prompts,

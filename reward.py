@@ -42,6 +42,7 @@ from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prep
 from configurator import at_least, parse_config, run_cli
 from data.batches import collate_sequences, tokenize_pairs, tokenize_prompts
 from data.formats import format_prompt, format_response, load_prefs, load_prompts
+from data.toy.judge import check_prompts
 from logger import MetricsLogger, pyplot
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
 from runtime import (backward_share, batch_indices, check_finite, micro_batches, reduce_metrics, setup_runtime, shard,
@@ -229,6 +230,9 @@ def main():
     # (samples stop at max_new_tokens or at the end of the context window, whichever comes first)
     rl_records, rl_prompt_ids, _ = tokenize_prompts(load_prompts(config.rl_prompts)[:config.norm_samples], tok,
                                                     model.config.block_size, 1, config.rl_prompts, config.skip_long)
+    if config.toy_eval:  # the gold report judges the held-out pairs and the samples on the RL prompts
+        check_prompts(val_records[:len(val)], config.val_data)
+        check_prompts(rl_records, config.rl_prompts)
     global_batch = config.batch_size * config.grad_accum_steps * rt.world_size
     if rt.master:
         prepare_out_dir(config.out_dir, config.resume, config.overwrite, inputs={

@@ -76,7 +76,7 @@ def read_jsonl_lines(path):
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno}); "
+                    raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg.removesuffix(' at')} at column {e.colno}); "
                                     f"expected one JSON object per line") from None
                 if not isinstance(record, dict):
                     raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")

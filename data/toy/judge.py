@@ -43,6 +43,19 @@ from data.toy import world
 _NUMBER = re.compile(r"\d+")
 
 
+def check_prompts(records, path):
+    """A DataError naming path:line for the first record whose prompt the gold judge cannot score: a stage
+    run with toy_eval checks its prompts when it reads them, not at its first evaluation. Returns records."""
+    from data.batches import where_is
+    from data.formats import DataError
+    for i, r in enumerate(records):
+        try:
+            world.parse_prompt(r["prompt"])
+        except ValueError as e:
+            raise DataError(f"{where_is(path, r, i)}: {e}; the gold judge (toy_eval) knows only the toy world's prompts") from None
+    return records
+
+
 def judge(prompt, response, ended=True):
     kind, slot = world.parse_prompt(prompt)
     s = response.strip()
