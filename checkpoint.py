@@ -10,6 +10,7 @@ talk to each other only through these files, and check what they read: readable,
 """
 
 import atexit
+import math
 import os
 import random
 import shutil
@@ -122,11 +123,6 @@ def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, sca
     `tokenizer` is the tokenizer's spec (tok.spec), which later stages rebuild it from; `stage` the stage
     writing it ('sft', 'reward', ...), which the stages reading it check. Non-finite weights are never
     written: the checkpoint on disk stays the last finite one."""
-    for what, weights in [("model", model.state_dict())] + [(k, v) for k, v in (extra or {}).items() if is_state_dict(v)]:
-        bad = first_nonfinite(weights)
-        if bad is not None:
-            raise FloatingPointError(f"{what} weight {bad!r} became NaN or infinite by step {step}; stopping. The "
-                                     f"last finite checkpoint stays in {out_dir}")
     state = {
         "stage": stage,
         "model": model.state_dict(),
@@ -139,6 +135,10 @@ def save_checkpoint(out_dir, model, config, step, tokenizer, optimizer=None, sca
         "config": asdict(config),
         **(extra or {}),
     }
+    bad = first_nonfinite(state)
+    if bad is not None:
+        raise FloatingPointError(f"{bad} became NaN or infinite by step {step}; stopping. The last finite checkpoint "
+                                 f"stays in {out_dir}")
     path = os.path.join(out_dir, CKPT_NAME)
     try:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
@@ -158,15 +158,15 @@ def named(path, key):
     return f"--{key}={path}" if key else path
 
 
-def is_state_dict(value):
-    return isinstance(value, dict) and bool(value) and all(isinstance(v, torch.Tensor) for v in value.values())
-
-
-def first_nonfinite(state_dict):
-    """The name of the first floating-point tensor holding a NaN or an infinity, or None."""
-    for name, t in state_dict.items():
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            return name
+def first_nonfinite(state):
+    """'model weight NAME' for the first floating-point tensor holding a NaN or an infinity among a checkpoint's
+    weights (its "model" and any other state dict in it, such as PPO's value model), or None. The optimizer's
+    moments are not weights: they are left out."""
+    for what, weights in state.items():
+        is_state_dict = isinstance(weights, dict) and weights and all(isinstance(t, torch.Tensor) for t in weights.values())
+        for name, t in weights.items() if is_state_dict else ():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                return f"{what} weight {name!r}"
     return None
 
 
@@ -197,10 +197,9 @@ def load_checkpoint(path, stages=None, key=None, device="cpu"):
     if stages is not None and stage not in stages:
         raise ValueError(f"{where}: a checkpoint of {stage}.py; expected one of "
                          f"{', '.join(s + '.py' for s in stages)}")
-    for what, weights in [("model", ckpt["model"])] + [(k, v) for k, v in ckpt.items() if k != "model" and is_state_dict(v)]:
-        bad = first_nonfinite(weights)
-        if bad is not None:
-            raise ValueError(f"{where}: {what} weight {bad!r} holds NaN or infinite values")
+    bad = first_nonfinite(ckpt)
+    if bad is not None:
+        raise ValueError(f"{where}: {bad} holds NaN or infinite values")
     return ckpt
 
 
@@ -241,6 +240,19 @@ def tokenizer_of(init_from, stages=POLICY_STAGES, key=None):
         return load_checkpoint(init_from, stages, key)["tokenizer"]
     check_pretrained(init_from, stages, key)
     return "gpt2"
+
+
+def load_reward_model(reward_dir, key="reward_dir"):
+    """A finished reward model of reward.py: normalised (reward_norm in its checkpoint) with a finite std > 0.
+    Returns (model, tokenizer spec)."""
+    model, tok_spec, ckpt = load_model(reward_dir, stages=REWARD_STAGES, key=key)
+    norm = ckpt.get("reward_norm")
+    if norm is None:
+        raise ValueError(f"{named(reward_dir, key)}: a reward model that was not normalised (reward.py stopped before "
+                         f"the end? --resume=True there finishes it)")
+    if not (math.isfinite(norm["raw_std"]) and norm["raw_std"] > 0):
+        raise ValueError(f"{named(reward_dir, key)}: its normalisation has std {norm['raw_std']}; expected a finite std > 0")
+    return model, tok_spec
 
 
 def load_model(init_from, dropout=0.0, stages=POLICY_STAGES, key=None):

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from atomic_io import atomic_save_figure, atomic_write_text
-from checkpoint import REWARD_STAGES, load_model, tokenizer_of
+from checkpoint import load_model, load_reward_model, tokenizer_of
 from configurator import at_least, parse_config, run_cli
 from data.batches import collate, tokenize_prompts
 from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
@@ -245,10 +245,7 @@ def main():
         raise FileExistsError(f"out_dir {config.out_dir!r} already holds results ({existing[0]}): pass --overwrite=True "
                               f"to replace them, or choose another --out_dir")
     ref_model, ref_tok, _ = load_model(config.reference, key="reference")
-    reward_model, rm_tok, rm_ckpt = load_model(config.reward_dir, stages=REWARD_STAGES, key="reward_dir")
-    if "reward_norm" not in rm_ckpt:
-        raise ValueError(f"--reward_dir={config.reward_dir}: a reward model that was not normalised (reward.py stopped "
-                         f"before the end? --resume=True there finishes it)")
+    reward_model, rm_tok = load_reward_model(config.reward_dir)
     tok = get_tokenizer(ref_tok)
     checkpoints = parse_checkpoints(config.checkpoints)
     for name, path in [("reward_dir", config.reward_dir)] + checkpoints:

@@ -46,7 +46,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from checkpoint import REWARD_STAGES, load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
+from checkpoint import (load_checkpoint, load_model, load_reward_model, prepare_out_dir, restore_training_state,
+                        save_checkpoint)
 from configurator import above, at_least, between, one_of, parse_config, run_cli
 from data.batches import left_pad, tokenize_prompts
 from data.formats import format_prompt, load_prompts
@@ -56,6 +57,7 @@ from model import token_logprobs
 from optim import configure_adamw, optimizer_step
 from runtime import (accumulate, all_reduce_sum, batch_indices, check_finite, gather_lists, reduce_metrics, setup_runtime,
                      shard, teardown, wrap_model)
+from sampling import decode_response
 from tokenizer import get_tokenizer
 
 
@@ -352,12 +354,8 @@ def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibat
 
 def decode_responses(tok, batch):
     """The response texts of a rollout batch (no end-of-text marker) and whether each ended."""
-    out = []
-    for row, n in zip(batch["tokens"][:, batch["T0"]:].tolist(), batch["mask"].sum(1).long().tolist()):
-        row = row[:n]
-        ended = bool(row) and row[-1] == tok.eot_id
-        out.append((tok.decode(row[:-1] if ended else row).removeprefix(" "), ended))
-    return out
+    return [decode_response(tok, row[:n]) for row, n in zip(batch["tokens"][:, batch["T0"]:].tolist(),
+                                                           batch["mask"].sum(1).long().tolist())]
 
 
 def load_models(sft_dir, reward_dir, value_init):
@@ -366,17 +364,11 @@ def load_models(sft_dir, reward_dir, value_init):
     'sft': the SFT trunk with a zero head. Returns (policy, ref_model, value_model, reward_model, tokenizer)."""
     policy, tok_name, _ = load_model(sft_dir, key="sft_dir")
     ref_model, _, _ = load_model(sft_dir)
-    reward_model, rm_tok_name, rm_ckpt = load_model(reward_dir, stages=REWARD_STAGES, key="reward_dir")
-    norm = rm_ckpt.get("reward_norm")
-    if norm is None:
-        raise ValueError(f"--reward_dir={reward_dir}: a reward model that was not normalised (reward.py stopped before "
-                         f"the end? --resume=True there finishes it)")
-    if not (np.isfinite(norm["raw_std"]) and norm["raw_std"] > 0):
-        raise ValueError(f"--reward_dir={reward_dir}: its normalisation has std {norm['raw_std']}; expected a finite std > 0")
+    reward_model, rm_tok_name = load_reward_model(reward_dir)
     if get_tokenizer(rm_tok_name).spec != get_tokenizer(tok_name).spec:
         raise ValueError(f"--reward_dir={reward_dir}: the reward model's tokenizer is not the policy's ({sft_dir})")
     if value_init == "reward":
-        value_model, _, _ = load_model(reward_dir, stages=REWARD_STAGES)
+        value_model, _ = load_reward_model(reward_dir)
     elif value_init == "sft":
         value_model = load_model(sft_dir)[0].add_scalar_head()
         nn.init.zeros_(value_model.score_head.weight)  # V = 0 everywhere at first: a constant baseline, not noise

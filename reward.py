@@ -130,10 +130,10 @@ def normalize_head(model, raw_scores):
     r_norm = (w . h + b - mean) / std = (w / std) . h + (b - mean) / std, folded into weight and bias.
     A ValueError if the scores are not finite or all equal (std 0 would make the head infinite)."""
     mean, std = float(np.mean(raw_scores)), float(np.std(raw_scores))
-    if not (np.isfinite(raw_scores).all() and std > 1e-8):
+    finite = bool(np.isfinite(raw_scores).all())
+    if not finite or std <= 1e-8:
         raise ValueError(f"the reward model's scores of the {len(raw_scores)} samples for the normalisation are "
-                         f"{'not finite' if not np.isfinite(raw_scores).all() else 'all equal (std 0)'}: it cannot be "
-                         f"normalised to std 1")
+                         f"{'all equal (std 0)' if finite else 'not finite'}: it cannot be normalised to std 1")
     with torch.no_grad():
         model.score_head.weight.div_(std)
         model.score_head.bias.sub_(mean).div_(std)

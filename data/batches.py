@@ -16,7 +16,7 @@ same position and generation continues all rows in step; the attention mask mark
 
 import torch
 
-from data.formats import DataError, format_prompt, format_response
+from data.formats import DataError, format_prompt, format_response, where_is
 
 
 def encode(tok, text, where):
@@ -25,11 +25,6 @@ def encode(tok, text, where):
         return tok.encode(text)
     except ValueError as e:
         raise DataError(f"{where}: {e}") from None
-
-
-def where_is(path, record, i):
-    """'path:line' of a record (data.formats.Record knows its line; else its 1-based position)."""
-    return f"{path}:{getattr(record, 'line', None) or i + 1}"
 
 
 def check_length(n_tokens, block_size, shifted, where, what, skip_long):

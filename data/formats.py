@@ -49,6 +49,11 @@ class Record(dict):
     line = None
 
 
+def where_is(path, record, i):
+    """'path:line' of a record (a Record knows its line; else its 1-based position in the list)."""
+    return f"{path}:{getattr(record, 'line', None) or i + 1}"
+
+
 def read_jsonl(path):
     """One dict per non-blank line of a .jsonl (or .jsonl.gz) file. Blank lines are skipped; a
     malformed line, a line that is not a JSON object, or a file with no records is a DataError."""

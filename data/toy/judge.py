@@ -38,6 +38,7 @@ Axes (True = no failure on that axis):
 import math
 import re
 
+from data.formats import DataError, where_is
 from data.toy import world
 
 _NUMBER = re.compile(r"\d+")
@@ -46,8 +47,6 @@ _NUMBER = re.compile(r"\d+")
 def check_prompts(records, path):
     """A DataError naming path:line for the first record whose prompt the gold judge cannot score: a stage
     run with toy_eval checks its prompts when it reads them, not at its first evaluation. Returns records."""
-    from data.batches import where_is
-    from data.formats import DataError
     for i, r in enumerate(records):
         try:
             world.parse_prompt(r["prompt"])
