@@ -174,24 +174,31 @@ def compute_gae(rewards, values, mask, gamma, lam):
     return advantages, returns
 
 
-def policy_loss(logp, old_logp, advantages, mask, clip_coef):
-    """PPO's clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise:
+def clipped_surrogate(logp, old_logp, advantages, clip_low, clip_high):
+    """PPO's clipped surrogate per token (Schulman et al. 2017, eq. 7), as a loss to minimise, with the clip
+    range [1 - eps_low, 1 + eps_high] (eps_low = eps_high = eps in PPO; DAPO's "clip-higher" raises eps_high):
 
     ratio = pi(a|s) / pi_old(a|s) = exp(logp - old_logp)
-    L = -E[min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)] = E[max(-A * ratio, -A * clip(ratio))]
+    l_t = -min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A) = max(-A * ratio, -A * clip(ratio))
 
-    Also returns approx_kl = E[(ratio - 1) - log ratio] (Schulman's unbiased, always >= 0 "k3"
-    estimator of KL(pi_old || pi)) and clipfrac = the fraction of tokens where the clip is active.
-    """
+    Returns (B, T) tensors: the losses l_t, the terms (ratio - 1) - log ratio of approx_kl (Schulman's
+    unbiased, always >= 0 "k3" estimator of KL(pi_old || pi)), and where the clip is active (bool)."""
     log_ratio = logp - old_logp  # (B, T)
     ratio = torch.exp(log_ratio)
     pg_losses = -advantages * ratio
-    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
-    loss = masked_mean(torch.max(pg_losses, pg_losses_clipped), mask)
+    pg_losses_clipped = -advantages * torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
+    clipped = (ratio < 1.0 - clip_low) | (ratio > 1.0 + clip_high)
+    return torch.max(pg_losses, pg_losses_clipped), (ratio - 1) - log_ratio, clipped
+
+
+def policy_loss(logp, old_logp, advantages, mask, clip_coef):
+    """The clipped surrogate (clipped_surrogate, eps_low = eps_high = clip_coef) averaged over every response
+    token of the batch. Returns (loss, approx_kl = E[(ratio - 1) - log ratio], clipfrac = the fraction of
+    tokens where the clip is active)."""
+    losses, kl_terms, clipped = clipped_surrogate(logp, old_logp, advantages, clip_coef, clip_coef)
     with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)
-        clipfrac = masked_mean(((ratio - 1.0).abs() > clip_coef).float(), mask)
-    return loss, approx_kl, clipfrac
+        approx_kl, clipfrac = masked_mean(kl_terms, mask), masked_mean(clipped.float(), mask)
+    return masked_mean(losses, mask), approx_kl, clipfrac
 
 
 def value_loss(values, old_values, returns, mask, clip_coef_vf):
@@ -287,10 +294,11 @@ def response_logprobs(logits, tokens, T0, temperature):
 def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_new_tokens, temperature,
             missing_eos_penalty, rt):
     """Step 1: sample one response per prompt (prompt_ids: lists of token ids) at temperature tau (0 =
-    greedy) and compute everything the update needs. value_model may be None (evaluation: values are 0).
+    greedy) and compute everything the update needs. value_model may be None (evaluation, grpo.py: values
+    are 0), and so may reward_model (grpo.py with a verifier: no scores).
     Returns a dict of tensors: tokens (B, T0 + T), attention_mask (B, T0 + T), T0, and (B, T) mask, logp,
-    ref_logp, values; (B,) scores (normalised reward, minus missing_eos_penalty for a response with no
-    end-of-text), raw_scores, ended."""
+    ref_logp, values; (B,) ended, and with a reward model (B,) scores (normalised reward, minus
+    missing_eos_penalty for a response with no end-of-text) and raw_scores."""
     prompts, prompt_mask = left_pad(prompt_ids, tok.pad_id, rt.device)  # (B, T0)
     T0 = prompts.shape[1]
     with rt.autocast:
@@ -305,15 +313,17 @@ def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_n
         # V(s_t): (B, T); without a value model (evaluation) zeros
         values = (value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1] if value_model is not None
                   else torch.zeros_like(mask))
-        rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
+        rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True) if reward_model is not None else None
     tau = temperature if temperature > 0 else 1.0  # greedy (evaluation): the model's own log-probs
     logp = response_logprobs(logits, tokens, T0, tau) * mask
     ref_logp = response_logprobs(ref_logits, tokens, T0, tau) * mask
-    last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
-    raw_scores = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
-    scores = raw_scores - missing_eos_penalty * (~ended).float()
-    return dict(tokens=tokens, attention_mask=attention_mask, T0=T0, mask=mask, logp=logp, ref_logp=ref_logp,
-                values=values.float() * mask, scores=scores, raw_scores=raw_scores, ended=ended)
+    batch = dict(tokens=tokens, attention_mask=attention_mask, T0=T0, mask=mask, logp=logp, ref_logp=ref_logp,
+                 values=values.float() * mask, ended=ended)
+    if rm_scores is not None:  # (B, T0 + T)
+        last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
+        batch["raw_scores"] = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
+        batch["scores"] = batch["raw_scores"] - missing_eos_penalty * (~ended).float()
+    return batch
 
 
 def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibatch_size, clip_coef, clip_coef_vf,
@@ -378,14 +388,17 @@ def load_models(sft_dir, reward_dir, value_init):
 
 
 def gold_evaluation(policy, ref_model, value_model, reward_model, records, tok, config, rt):
-    """Gold judge, reward-model score and KL to the reference on the held-out toy prompts (records), sampled
-    at tau, eval_samples_per_prompt times each; split across ranks."""
+    """Gold judge, reward-model score (when there is a reward model) and KL to the reference on the held-out
+    toy prompts (records), sampled at tau, eval_samples_per_prompt times each; split across ranks. Also grpo.py's."""
     n = len(records) * config.eval_samples_per_prompt  # responses over all ranks
     records = shard(records, rt) * config.eval_samples_per_prompt
     batch = rollout(policy, ref_model, value_model, reward_model, [tok.encode(format_prompt(r["prompt"])) for r in records],
                     tok, config.max_new_tokens, config.temperature, config.missing_eos_penalty, rt)
     verdicts = [judge(r["prompt"], text, ended) for r, (text, ended) in zip(records, decode_responses(tok, batch))]
-    means = reduce_metrics({"eval/rm_score": batch["raw_scores"].sum(), "eval/kl": (batch["logp"] - batch["ref_logp"]).sum()}, n)
+    sums = {"eval/kl": (batch["logp"] - batch["ref_logp"]).sum()}
+    if reward_model is not None:  # grpo.py with a verifier has none
+        sums["eval/rm_score"] = batch["raw_scores"].sum()
+    means = reduce_metrics(sums, n)
     return {**means, **eval_metrics(gather_lists(verdicts, rt))}
 
 
