@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_config_file_parses(path):
     stage = os.path.basename(path).split("_")[0]
     module = __import__(stage)
-    config_cls = {"sft": "SFTConfig", "reward": "RewardConfig", "ppo": "PPOConfig", "dpo": "DPOConfig"}[stage]
+    config_cls = {"sft": "SFTConfig", "reward": "RewardConfig", "ppo": "PPOConfig", "dpo": "DPOConfig",
+                  "grpo": "GRPOConfig"}[stage]
     config = parse_config(getattr(module, config_cls), ["--config", path])
     assert config.out_dir.startswith("out/")
