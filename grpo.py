@@ -132,7 +132,7 @@ RANGES = {"reward": one_of("model", "verifier", "model+verifier"), "verifier": o
 # -----------------------------------------------------------------------------
 # learning logic: small pure functions that tests and the notebooks call
 
-def response_rewards(mode, rm_scores, verdicts):
+def response_rewards(mode, rm_scores, verdicts, device):
     """R_i, one reward per response (B,). rm_scores: (B,) the reward model's normalised scores (minus the
     missing end-of-text penalty), or None without a reward model; verdicts: the rule's 1.0 / 0.0 per response,
     None where it does not apply (or None for all, without a rule).
@@ -142,8 +142,7 @@ def response_rewards(mode, rm_scores, verdicts):
     Within a group every response answers the same prompt, so a group is scored by one source only."""
     if mode == "model":
         return rm_scores
-    rule = torch.tensor([float("nan") if v is None else v for v in verdicts], device=rm_scores.device if
-                        rm_scores is not None else None)
+    rule = torch.tensor([float("nan") if v is None else v for v in verdicts], device=device)  # (B,) nan: no verdict
     if mode == "verifier":
         if rule.isnan().any():
             raise ValueError("reward='verifier': the rule does not apply to some prompts")
@@ -191,7 +190,8 @@ def group_advantages(rewards, group, estimator, eps=1e-4):
 
 
 def k3_kl(logp, ref_logp):
-    """Per-token KL(pi || pi_ref) estimate of GRPO's loss (Shao et al. 2024, eq. 4; Schulman's "k3"):
+    """Per-token KL(pi || pi_ref) estimate of GRPO's loss (Shao et al. 2024, eq. 4; Schulman's "k3", the
+    estimator of ppo.clipped_surrogate's approx_kl, here against the reference instead of the old policy):
         D_t = pi_ref / pi - log(pi_ref / pi) - 1 = exp(ref_logp - logp) - (ref_logp - logp) - 1
     >= 0 for every token (x - log x - 1 >= 0), 0 where pi = pi_ref, unbiased for KL(pi || pi_ref) when the
     token is sampled from pi. (B, T) -> (B, T)."""
@@ -366,7 +366,7 @@ def main():
 
         # 2. rewards: one number per response; the sampled KL per response, log pi - log pi_ref summed
         verdicts = [rule(prompt_records[i]["prompt"], text, ended) for i, (text, ended) in zip(ids, responses)] if rule else None
-        rewards = response_rewards(config.reward, batch.get("scores"), verdicts)  # (B,)
+        rewards = response_rewards(config.reward, batch.get("scores"), verdicts, rt.device)  # (B,)
         kl = ((batch["logp"] - batch["ref_logp"]) * mask).sum(dim=1)  # (B,)
         if config.kl_in == "reward":  # R_i - beta * sum_t kl_t: PPO's per-token penalty, summed over the response
             rewards = rewards - config.kl_coef * kl

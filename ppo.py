@@ -395,9 +395,8 @@ def gold_evaluation(policy, ref_model, value_model, reward_model, records, tok, 
     batch = rollout(policy, ref_model, value_model, reward_model, [tok.encode(format_prompt(r["prompt"])) for r in records],
                     tok, config.max_new_tokens, config.temperature, config.missing_eos_penalty, rt)
     verdicts = [judge(r["prompt"], text, ended) for r, (text, ended) in zip(records, decode_responses(tok, batch))]
-    sums = {"eval/kl": (batch["logp"] - batch["ref_logp"]).sum()}
-    if reward_model is not None:  # grpo.py with a verifier has none
-        sums["eval/rm_score"] = batch["raw_scores"].sum()
+    sums = {"eval/rm_score": batch["raw_scores"].sum()} if reward_model is not None else {}  # grpo.py's verifier: none
+    sums["eval/kl"] = (batch["logp"] - batch["ref_logp"]).sum()
     means = reduce_metrics(sums, n)
     return {**means, **eval_metrics(gather_lists(verdicts, rt))}
 

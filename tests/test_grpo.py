@@ -125,11 +125,11 @@ def test_k3_is_an_unbiased_estimate_of_the_kl_under_samples_of_the_policy():
 def test_response_rewards_modes():
     rm = torch.tensor([0.5, -1.0, 2.0])
     verdicts = [1.0, None, 0.0]
-    assert response_rewards("model", rm, verdicts).tolist() == [0.5, -1.0, 2.0]
-    assert response_rewards("model+verifier", rm, verdicts).tolist() == [1.0, -1.0, 0.0]
-    assert response_rewards("verifier", None, [1.0, 0.0]).tolist() == [1.0, 0.0]
+    assert response_rewards("model", rm, verdicts, "cpu").tolist() == [0.5, -1.0, 2.0]
+    assert response_rewards("model+verifier", rm, verdicts, "cpu").tolist() == [1.0, -1.0, 0.0]
+    assert response_rewards("verifier", None, [1.0, 0.0], "cpu").tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="does not apply"):
-        response_rewards("verifier", None, verdicts)
+        response_rewards("verifier", None, verdicts, "cpu")
 
 
 # ------------------------------------------------------------------------------------------------
