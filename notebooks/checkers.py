@@ -273,3 +273,42 @@ def check_sequence_logps(sequence_logps, seed=0):
     if not ok:
         return None
     return _verdict(_compare("sequence log-probs", out, ours(logits, labels), atol=1e-4))
+
+
+# ----------------------------------------------------------------------------------------------------
+# 06_grpo
+
+def check_group_advantages(group_advantages, seed=0):
+    """group_advantages(rewards, group, estimator) -> (B,) advantages within each group, compared with
+    grpo.group_advantages for 'grpo', 'dr_grpo' and 'rloo' on groups of different sizes, one of them all equal."""
+    from grpo import group_advantages as ours
+    g = torch.Generator().manual_seed(seed)
+    group = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3])
+    rewards = torch.randn(len(group), generator=g)
+    rewards[8:12] = 0.5  # a group that carries no signal: advantage 0
+    rewards[4:8] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # one right answer out of four (a verifier)
+    for estimator in ("grpo", "dr_grpo", "rloo"):
+        ok, out = _call(group_advantages, rewards.clone(), group.clone(), estimator)
+        if not ok:
+            return None
+        mismatch = _compare("advantages", out, ours(rewards, group, estimator), atol=1e-3)
+        if mismatch:
+            return _verdict(mismatch + f" (estimator={estimator!r})")
+    return _verdict(None)
+
+
+def check_aggregate_loss(aggregate_loss, seed=0):
+    """aggregate_loss(token_losses, mask, loss_agg, max_new_tokens) -> a scalar, compared with
+    grpo.aggregate_loss for 'grpo', 'dapo' and 'dr_grpo' on a ragged batch."""
+    from grpo import aggregate_loss as ours
+    g = torch.Generator().manual_seed(seed)
+    mask = _ragged_mask(6, 10, g)
+    token_losses = torch.randn(6, 10, generator=g)
+    for loss_agg in ("grpo", "dapo", "dr_grpo"):
+        ok, out = _call(aggregate_loss, token_losses.clone(), mask.clone(), loss_agg, 16)
+        if not ok:
+            return None
+        mismatch = _compare("loss", torch.as_tensor(out).reshape(()), ours(token_losses, mask, loss_agg, 16))
+        if mismatch:
+            return _verdict(mismatch + f" (loss_agg={loss_agg!r})")
+    return _verdict(None)

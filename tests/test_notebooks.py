@@ -15,7 +15,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS_DIR = os.path.join(ROOT, "notebooks")
-NOTEBOOKS = ["01_rl_basics", "02_sft", "03_reward_model", "04_ppo", "05_dpo"]
+NOTEBOOKS = ["01_rl_basics", "02_sft", "03_reward_model", "04_ppo", "05_dpo", "06_grpo"]
 
 
 def execute(name, timeout=120):
@@ -132,6 +132,26 @@ def sequence_logps_mean(logits, labels):
     return sequence_logps(logits, labels) / (labels != -100).sum(1)
 
 
+def advantages_without_std(rewards, group, estimator):
+    from grpo import group_advantages
+    return group_advantages(rewards, group, "dr_grpo" if estimator == "grpo" else estimator)
+
+
+def rloo_with_the_sample_in_its_baseline(rewards, group, estimator):
+    from grpo import group_advantages
+    return group_advantages(rewards, group, "dr_grpo" if estimator == "rloo" else estimator)
+
+
+def aggregate_dapo_as_grpo(token_losses, mask, loss_agg, max_new_tokens):
+    from grpo import aggregate_loss
+    return aggregate_loss(token_losses, mask, "grpo" if loss_agg == "dapo" else loss_agg, max_new_tokens)
+
+
+def aggregate_over_padding(token_losses, mask, loss_agg, max_new_tokens):
+    from grpo import aggregate_loss
+    return aggregate_loss(token_losses, torch.ones_like(mask), loss_agg, max_new_tokens)
+
+
 def project(module, name):
     return getattr(__import__(module), name)
 
@@ -149,6 +169,10 @@ CHECKS = [  # (checker, a correct function, a wrong one)
     ("check_policy_loss", lambda *a: project("ppo", "policy_loss")(*a), policy_loss_unclipped),
     ("check_dpo_loss", dpo_loss_sigmoid, dpo_loss_without_reference),
     ("check_sequence_logps", lambda *a: project("dpo", "sequence_logps")(*a), sequence_logps_mean),
+    ("check_group_advantages", lambda *a: project("grpo", "group_advantages")(*a), advantages_without_std),
+    ("check_group_advantages", lambda *a: project("grpo", "group_advantages")(*a), rloo_with_the_sample_in_its_baseline),
+    ("check_aggregate_loss", lambda *a: project("grpo", "aggregate_loss")(*a), aggregate_dapo_as_grpo),
+    ("check_aggregate_loss", lambda *a: project("grpo", "aggregate_loss")(*a), aggregate_over_padding),
 ]
 
 
