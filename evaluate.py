@@ -14,10 +14,11 @@ The table's first row, "demonstrations", is the gold judge on the held-out demon
 the same rates. With out_dir it writes results.json, table.md, metrics.png (the main rates, a bar per model) and
 frontier.png: gold score against KL to the reference, one line per method, where a method is the
 letters a name starts with ("ppo_beta0.05" and "ppo" are both PPO; the DPO paper's figure 2 on the
-toy world). --runs=name:dir,... adds overoptimization.png from PPO and DPO runs' own periodic
-evaluations (metrics.jsonl): for PPO the reward-model score and the gold score as training pushes on
+toy world). --runs=name:dir,... adds overoptimization.png from PPO, GRPO and DPO runs' own periodic
+evaluations (metrics.jsonl): for PPO and GRPO the reward-model score and the gold score as training pushes on
 (Gao et al. 2022), where the learned reward keeps rising after the gold score stops; for DPO the gold
-score against its held-out preference accuracy.
+score against its held-out preference accuracy. --curves=key,... (with --runs) adds training_curves.png:
+those training metrics of every run against iteration (scripts/grpo_experiments.sh: response/length).
 
 Columns (results.json has them all; table.md the main ones):
     score               mean gold score in [-1, 1] (data/toy/judge.py)
@@ -71,13 +72,14 @@ class EvalConfig:
     batch_size: int = 256  # sequences per forward / generate call
     out_dir: str = ""  # if set, write results.json, table.md, metrics.png and frontier.png there
     overwrite: bool = False  # allow replacing the results already in out_dir (each file is replaced when rewritten)
-    runs: str = ""  # ppo.py / dpo.py run dirs (name:dir,...) whose periodic evaluations make overoptimization.png
+    runs: str = ""  # ppo.py / grpo.py / dpo.py run dirs (name:dir,...) whose periodic evaluations make overoptimization.png
+    curves: str = ""  # training metrics (key,...) of the runs to plot against iteration in training_curves.png
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype for sampling
     seed: int = 1234
 
 
-RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png")  # what out_dir gets
+RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png", "training_curves.png")  # what out_dir gets
 RANGES = {"temperature": at_least(0)}  # 0 = greedy; the shared ranges are in configurator.RANGES
 
 
@@ -194,15 +196,38 @@ def plot_frontier(rows, path):
 
 
 def read_evals(name, run_dir):
-    """The periodic evaluation rows (those with eval/gold_score) of a ppo.py or dpo.py run's metrics.jsonl."""
+    """The periodic evaluation rows (those with eval/gold_score) of a ppo.py, grpo.py or dpo.py run's metrics.jsonl."""
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.exists(metrics_path):
-        raise FileNotFoundError(f"--runs {name}:{run_dir}: no metrics.jsonl there (a ppo.py or dpo.py run with toy_eval)")
+        raise FileNotFoundError(f"--runs {name}:{run_dir}: no metrics.jsonl there (a ppo.py, grpo.py or dpo.py run with toy_eval)")
     return [r for r in read_jsonl(metrics_path) if "eval/gold_score" in r]
 
 
+def read_training_curves(name, run_dir, keys):
+    """{key: (steps, values)} from the training rows of a run's metrics.jsonl (those that have the key)."""
+    rows = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+    missing = [k for k in keys if not any(k in r for r in rows)]
+    if missing:
+        raise KeyError(f"--curves {missing[0]}: not a metric of --runs {name}:{run_dir} (see its metrics.jsonl)")
+    return {k: ([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r]) for k in keys}
+
+
+def plot_training_curves(curves, path):
+    """One panel per metric, one line per run ({name: read_training_curves(...)}): e.g. the response length of
+    GRPO runs that differ only in how the loss is aggregated over tokens."""
+    plt = pyplot()
+    keys = list(next(iter(curves.values())))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for name, run in curves.items():
+            ax.plot(*run[key], label=name)
+        ax.set(xlabel="iteration", title=key)
+        ax.legend(fontsize=7)
+    save_figure(fig, path)
+
+
 def plot_overoptimization(evals, path):
-    """Over-optimisation (Gao et al. 2022) from runs' own periodic evaluations ({name: read_evals(...)}). PPO runs (with eval/rm_score):
+    """Over-optimisation (Gao et al. 2022) from runs' own periodic evaluations ({name: read_evals(...)}). RL runs (PPO, GRPO: with eval/rm_score):
     the reward-model score and the gold score as training goes on, and gold against reward-model score. DPO runs: the gold score and the held-out preference accuracy (its proxy
     objective) against step."""
     plt = pyplot()
@@ -218,8 +243,8 @@ def plot_overoptimization(evals, path):
             left.plot(steps, gold, "o-", color=line.get_color(), label=f"{name}: gold")
             right.plot(rm, gold, "o-", color=line.get_color(), label=name)
             right.annotate(f"iter {e[-1]['step']}", (rm[-1], gold[-1]), fontsize=7)
-        left.set(xlabel="iteration", ylabel="score", title="PPO: as training pushes on")
-        right.set(xlabel="reward-model score (normalised)", ylabel="gold score", title="PPO: gold against proxy reward")
+        left.set(xlabel="iteration", ylabel="score", title="PPO / GRPO: as training pushes on")
+        right.set(xlabel="reward-model score (normalised)", ylabel="gold score", title="PPO / GRPO: gold against proxy reward")
         left.legend(fontsize=7)
         right.legend(fontsize=7)
     if dpo:
@@ -259,6 +284,10 @@ def main():
     demos = check_prompts(load_sft(config.demos), config.demos)
     training_examples(demos, tok, block_size, config.demos, skip_long=True)  # every character known, some example fits
     run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
+    curve_keys = [k for k in config.curves.split(",") if k]
+    if curve_keys and not run_evals:
+        raise ValueError("--curves: the curves are the --runs' training metrics; pass --runs=name:dir,...")
+    run_curves = {name: read_training_curves(name, run_dir, curve_keys) for name, run_dir in parse_checkpoints(config.runs)} if curve_keys else {}
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
     for m in (ref_model, reward_model):
@@ -289,6 +318,8 @@ def main():
         plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
         if run_evals:
             plot_overoptimization(run_evals, os.path.join(config.out_dir, "overoptimization.png"))
+        if run_curves:
+            plot_training_curves(run_curves, os.path.join(config.out_dir, "training_curves.png"))
 
 
 if __name__ == "__main__":

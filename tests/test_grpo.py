@@ -333,3 +333,13 @@ def test_resume_is_bitwise_exact(toy_dirs, tmp_path):
     for k, v in a["optimizer"]["state"].items():
         assert torch.equal(v["exp_avg"], b["optimizer"]["state"][k]["exp_avg"])
     assert metric_lines(tmp_path / "full") == metric_lines(tmp_path / "half")
+
+
+def test_training_curves_are_read_from_each_runs_training_rows(tmp_path):
+    # evaluate.py --curves (scripts/grpo_experiments.sh: response length per loss aggregation)
+    from evaluate import read_training_curves
+    write_records(tmp_path / "metrics.jsonl", [{"step": 0, "response/length": 9.0}, {"step": 0, "eval/gold_score": 0.1},
+                                               {"step": 1, "response/length": 12.5}])
+    assert read_training_curves("a", str(tmp_path), ["response/length"]) == {"response/length": ([0, 1], [9.0, 12.5])}
+    with pytest.raises(KeyError, match="--curves objective/kl: not a metric of --runs a:"):
+        read_training_curves("a", str(tmp_path), ["objective/kl"])
