@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The end-to-end toy demo on CPU: install what is missing, generate the toy world, then SFT -> reward
-# model -> PPO (and PPO with beta = 0, the reward-hacking experiment) -> DPO -> the evaluation table.
+# model -> PPO (and PPO with beta = 0, the reward-hacking experiment) -> GRPO -> DPO -> the evaluation table.
 # Usage: bash scripts/demo.sh [OUT_DIR]      (default: out/demo-<date>-<time>; never overwrites a run)
 # QUICK=1 runs every stage for a few steps only (a wiring check, used by the tests; numbers meaningless).
 set -euo pipefail
@@ -11,10 +11,11 @@ if [ -n "${QUICK:-}" ]; then
   q_sft=(--max_iters=4 --eval_interval=2 --sample_interval=0 --eval_max_examples=32)
   q_rm=(--max_iters=4 --eval_interval=2 --norm_samples=16)
   q_ppo=(--max_iters=2 --eval_interval=2 --batch_size=8 --minibatch_size=4)
+  q_grpo=(--max_iters=2 --eval_interval=2 --prompts_per_iter=4 --minibatch_size=8)
   q_dpo=(--max_iters=4 --eval_interval=2 --max_chosen_drop=0)
   q_eval=(--samples_per_prompt=1)
 else
-  q_sft=(); q_rm=(); q_ppo=(); q_dpo=(); q_eval=()
+  q_sft=(); q_rm=(); q_ppo=(); q_grpo=(); q_dpo=(); q_eval=()
 fi
 OUT=${1:-out/demo-$(date +%Y%m%d-%H%M%S)}
 if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
@@ -40,12 +41,15 @@ stage "PPO without the KL penalty (beta = 0): reward hacking"
 "$PY" ppo.py --config config/ppo_toy.py --out_dir="$OUT/ppo_beta0" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
   --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" --kl_coef=0 --max_iters=30 \
   ${q_ppo[@]+"${q_ppo[@]}"}
+stage "GRPO (no value model: advantages within groups of responses to the same prompt)"
+"$PY" grpo.py --config config/grpo_toy.py --out_dir="$OUT/grpo" --sft_dir="$OUT/sft" --reward_dir="$OUT/reward" \
+  --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" ${q_grpo[@]+"${q_grpo[@]}"}
 stage "DPO"
 "$PY" dpo.py --config config/dpo_toy.py --out_dir="$OUT/dpo" --init_from="$OUT/sft" "${prefs[@]}" \
   --eval_prompts="$DATA/eval_prompts.jsonl" ${q_dpo[@]+"${q_dpo[@]}"}
 stage "evaluation"
-"$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" \
+"$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" \
   --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
-  --demos="$DATA/sft_val.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,dpo:$OUT/dpo" --out_dir="$OUT" \
+  --demos="$DATA/sft_val.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" --out_dir="$OUT" \
   ${q_eval[@]+"${q_eval[@]}"}
 stage "done: $OUT (table.md, results.json, metrics.png, frontier.png, overoptimization.png, each stage's curves)"

@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
                "unanswerable_idk", "well_formed", "rm_score", "kl", "length", "win_rate", "perplexity",
@@ -21,7 +23,7 @@ def test_quick_demo_writes_table_results_and_plots(tmp_path):
     result = run_script("scripts/demo.sh", str(out), QUICK="1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())["models"]
-    assert set(results) == {"sft", "ppo", "ppo_beta0", "dpo"}
+    assert set(results) == {"sft", "ppo", "ppo_beta0", "grpo", "dpo"}
     for name, row in results.items():
         missing = [k for k in RESULT_KEYS if k not in row]
         assert not missing, (name, missing)
@@ -33,14 +35,15 @@ def test_quick_demo_writes_table_results_and_plots(tmp_path):
     for name in ("table.md", "metrics.png", "frontier.png", "overoptimization.png"):
         assert (out / name).stat().st_size > 0, name
     # every stage's progress lines reached the console
-    for stage in ("SFT", "reward model", "PPO", "DPO", "evaluation"):
+    for stage in ("SFT", "reward model", "PPO", "GRPO", "DPO", "evaluation"):
         assert f"] {stage}" in result.stdout, stage
 
     again = run_script("scripts/demo.sh", str(out), QUICK="1")
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
-def test_experiments_script_needs_a_finished_demo(tmp_path):
-    result = run_script("scripts/experiments.sh", str(tmp_path / "nothing"))
+@pytest.mark.parametrize("script", ["scripts/experiments.sh", "scripts/grpo_experiments.sh"])
+def test_experiments_scripts_need_a_finished_demo(tmp_path, script):
+    result = run_script(script, str(tmp_path / "nothing"))
     assert result.returncode == 2
     assert "must be a finished run of scripts/demo.sh" in result.stderr

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The critic-free family on the toy world, from a finished demo run (its SFT and reward checkpoints, and its
+# GRPO run at config/grpo_toy.py's settings):
+#  - verifiable rewards: GRPO on the math prompts with the sums' rule as the only reward (two models, no
+#    reward model), against the demo's PPO with the learned reward model -> math_correct in table.md;
+#  - advantage estimators on the same budget (config/grpo_toy.py's prompts, groups, iterations, learning rate):
+#    GRPO (the demo's run), Dr. GRPO, RLOO, each with GRPO's per-response loss aggregation;
+#  - loss aggregation with GRPO's advantages: per response (the demo's run), per token (DAPO), over a
+#    constant (Dr. GRPO) -> training_curves.png: the response length of every run as training goes on.
+# Usage: bash scripts/grpo_experiments.sh DEMO_DIR [OUT_DIR]   (default OUT_DIR: DEMO_DIR/grpo_experiments; never overwrites)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+DEMO=${1:?usage: bash scripts/grpo_experiments.sh DEMO_DIR [OUT_DIR]}
+OUT=${2:-$DEMO/grpo_experiments}
+for d in "$DEMO/data" "$DEMO/sft" "$DEMO/reward" "$DEMO/ppo" "$DEMO/grpo"; do
+  [ -d "$d" ] || { echo "error: $d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
+done
+if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
+mkdir -p "$OUT"
+DATA="$DEMO/data"
+t0=$(date +%s)
+stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+grpo() {  # grpo NAME FLAGS...: a run of config/grpo_toy.py from the demo's checkpoints into OUT/NAME
+  local name=$1; shift
+  stage "GRPO: $name ($*)"
+  "$PY" grpo.py --config config/grpo_toy.py --out_dir="$OUT/$name" --sft_dir="$DEMO/sft" --reward_dir="$DEMO/reward" \
+    --prompts="$DATA/rl_prompts.jsonl" --eval_prompts="$DATA/eval_prompts.jsonl" "$@"
+}
+grpo grpo_math --reward=verifier --prompt_kinds=math
+grpo dr_grpo --advantage=dr_grpo
+grpo rloo --advantage=rloo
+grpo grpo_dapo_agg --loss_agg=dapo
+grpo grpo_dr_agg --loss_agg=dr_grpo
+stage "evaluation"
+"$PY" evaluate.py --checkpoints="sft:$DEMO/sft,ppo:$DEMO/ppo,grpo:$DEMO/grpo,grpo_math:$OUT/grpo_math,dr_grpo:$OUT/dr_grpo,rloo:$OUT/rloo,grpo_dapo_agg:$OUT/grpo_dapo_agg,grpo_dr_agg:$OUT/grpo_dr_agg" \
+  --runs="grpo:$DEMO/grpo,dr_grpo:$OUT/dr_grpo,rloo:$OUT/rloo,grpo_dapo_agg:$OUT/grpo_dapo_agg,grpo_dr_agg:$OUT/grpo_dr_agg" \
+  --curves="response/length,env/reward_mean,objective/kl" --reference="$DEMO/sft" --reward_dir="$DEMO/reward" \
+  --eval_prompts="$DATA/eval_prompts.jsonl" --demos="$DATA/sft_val.jsonl" --out_dir="$OUT"
+stage "done: $OUT/table.md, $OUT/training_curves.png, $OUT/frontier.png, $OUT/overoptimization.png"
