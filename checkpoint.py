@@ -26,7 +26,7 @@ from model import GPT, PRETRAINED_REPOS, GPTConfig
 CKPT_NAME = "ckpt.pt"
 # the stages whose checkpoint's model is a policy (a language model without a scalar head): what a stage that
 # starts from "the SFT model" accepts, as well as a GPT-2 name or a Hugging Face directory
-POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")
+POLICY_STAGES = ("sft", "dpo", "kto", "ppo", "grpo")
 REWARD_STAGES = ("reward",)
 
 

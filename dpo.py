@@ -1,8 +1,10 @@
 """
 dpo.py -- Direct Preference Optimization (Rafailov et al. 2023): fit the policy to preference pairs
 directly, with the frozen SFT model as the reference and no reward model or sampling in the loop.
-Also IPO (Azar et al. 2023), conservative DPO (label smoothing, Mitchell 2023) and an NLL term on the
-chosen responses (RPO, Pang et al. 2024).
+Also IPO (Azar et al. 2023), conservative DPO (label smoothing, Mitchell 2023), an NLL term on the
+chosen responses (RPO, Pang et al. 2024), and the reference-free losses SimPO (Meng et al. 2024) and
+ORPO (Hong et al. 2024). KTO, which learns from single thumbs-up / thumbs-down examples instead of
+pairs, is kto.py.
 
 With the sequence log-probs log pi(y|x) = sum over response tokens (and end-of-text) of log pi(y_t|x, y_<t)
 -- prompt and padding masked exactly as in sft.py --
@@ -15,12 +17,22 @@ With the sequence log-probs log pi(y|x) = sum over response tokens (and end-of-t
     + optional NLL term:  L += alpha * (-log pi(y_c|x) / |y_c|)   (rpo_alpha; RPO, Pang et al. 2024: keeps
                           the chosen responses likely while the margin grows; |y_c| counts end-of-text)
 
+The reference-free losses load no reference model and compute no reference log-probs; their "rewards"
+are built from the policy alone. |y| is the number of response tokens including end-of-text:
+
+    simpo:  r(x, y) = beta / |y| * log pi(y|x)          L = -log sigma(r(x, y_c) - r(x, y_r) - gamma)
+    orpo:   log P(y|x) = log pi(y|x) / |y|,  odds(y) = P / (1 - P)
+            L = -log P(y_c|x) - lambda * log sigma(log odds(y_c) - log odds(y_r))
+            (logged rewards: lambda * log P(y|x), TRL's convention; ORPO defines no implicit reward)
+
 The reference log-probs are computed once, before training, for every pair (the reference is frozen,
 so recomputing them each step would only repeat the same forward passes); the frozen reference is
 then freed.
 
 Run (toy world on CPU, after sft.py; about 2 minutes):
-    python dpo.py --config config/dpo_toy.py
+    python dpo.py --config config/dpo_toy.py            # conservative DPO + RPO's NLL term
+    python dpo.py --config config/dpo_simpo_toy.py      # SimPO
+    python dpo.py --config config/dpo_orpo_toy.py       # ORPO
 GPT-2-small on HH-RLHF (one GPU), or several with torchrun:
     python dpo.py --config config/dpo_gpt2_hh.py
     torchrun --standalone --nproc_per_node=8 dpo.py --config config/dpo_gpt2_hh.py
@@ -31,9 +43,13 @@ log pi(y_c|x) - log pi_ref(y_c|x), falls below -max_chosen_drop: the known failu
 likelihood of the chosen responses along with the rejected ones, taking probability to responses that
 are in neither. Held-out preference accuracy keeps rising through that failure, so it cannot be the
 signal (scripts/experiments.sh trains plain DPO past its best to show it). A median, because the pairs
-whose labels are flipped have a bad "chosen" response that DPO rightly pushes down.
+whose labels are flipped have a bad "chosen" response that DPO rightly pushes down. ORPO starts here from
+the SFT checkpoint like the others (its paper fine-tunes the base model: its NLL term is the SFT), so that
+every method of the family starts from the same place; its length-normalised log-prob is clamped at
+-1e-6, where the odds of a response would be infinite.
 """
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -42,7 +58,7 @@ import torch
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import above, at_least, between, one_of, parse_config, run_cli
+from configurator import ConfigError, above, at_least, between, one_of, parse_config, run_cli
 from data.batches import collate, tokenize_pairs, tokenize_prompts
 from data.formats import load_prefs, load_prompts
 from data.toy.judge import check_prompts
@@ -69,8 +85,10 @@ class DPOConfig:
     skip_long: bool = False  # drop (and count) pairs longer than block_size instead of stopping with an error
     # loss
     beta: float = 0.1  # beta: strength of the implicit KL constraint to the reference
-    loss_type: str = "sigmoid"  # 'sigmoid' (DPO) or 'ipo'
+    loss_type: str = "sigmoid"  # 'sigmoid' (DPO), 'ipo', or the reference-free 'simpo' and 'orpo'
     label_smoothing: float = 0.0  # eps of conservative DPO: the assumed rate of flipped labels (sigmoid only)
+    simpo_gamma: float = 0.5  # gamma of SimPO: the target margin between length-normalised rewards (simpo only)
+    orpo_lambda: float = 0.1  # lambda of ORPO: weight of the odds-ratio term beside the chosen NLL (orpo only)
     rpo_alpha: float = 0.0  # weight of the per-token NLL of the chosen response added to the loss (RPO; 0 = off)
     # optimisation
     batch_size: int = 8  # pairs per micro-batch per process
@@ -104,8 +122,23 @@ class DPOConfig:
 
 
 # the meaningful ranges of DPO's own settings (the shared ones are in configurator.RANGES)
-RANGES = {"beta": above(0), "loss_type": one_of("sigmoid", "ipo"), "label_smoothing": between(0, 0.5),
-          "rpo_alpha": at_least(0), "max_chosen_drop": at_least(0)}
+RANGES = {"beta": above(0), "loss_type": one_of("sigmoid", "ipo", "simpo", "orpo"), "label_smoothing": between(0, 0.5),
+          "simpo_gamma": at_least(0), "orpo_lambda": at_least(0), "rpo_alpha": at_least(0), "max_chosen_drop": at_least(0)}
+REFERENCE_FREE = ("simpo", "orpo")  # losses that need no reference model
+LOSS_NAMES = {"sigmoid": "DPO", "ipo": "IPO", "simpo": "SimPO", "orpo": "ORPO"}  # for titles
+
+
+def check_loss_settings(config):
+    """Settings that mean nothing for the chosen loss are an error, not silently ignored."""
+    if config.label_smoothing and config.loss_type != "sigmoid":
+        raise ConfigError(f"label_smoothing = {config.label_smoothing}: conservative DPO's eps applies to "
+                          f"loss_type 'sigmoid' only, not {config.loss_type!r}")
+    if config.max_chosen_drop and config.loss_type in REFERENCE_FREE:
+        raise ConfigError(f"max_chosen_drop = {config.max_chosen_drop}: the early stop compares with the reference "
+                          f"model, which loss_type {config.loss_type!r} does not load; set it to 0")
+    if config.rpo_alpha and config.loss_type == "orpo":
+        raise ConfigError(f"rpo_alpha = {config.rpo_alpha}: ORPO's loss already has the NLL of the chosen "
+                          f"responses (its weight is 1); set rpo_alpha to 0")
 
 
 # -----------------------------------------------------------------------------
@@ -130,6 +163,45 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     return losses, chosen_rewards, rejected_rewards
 
 
+def simpo_loss(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, beta, gamma):
+    """Per-pair SimPO losses and its (detached) rewards; inputs (B,), lengths |y| counting end-of-text."""
+    chosen_rewards = beta * chosen_logps / chosen_lengths  # r(x, y) = beta / |y| log pi(y|x)
+    rejected_rewards = beta * rejected_logps / rejected_lengths
+    # -log sigma(r(x, y_c) - r(x, y_r) - gamma)   (Meng et al. 2024, eq. 6)
+    losses = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma)
+    return losses, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+def log1mexp(x):
+    """log(1 - exp(x)) for x < 0, accurate at both ends (Maechler 2012): log(-expm1(x)) near 0, where
+    1 - exp(x) cancels, and log1p(-exp(x)) further out, where exp(x) is tiny."""
+    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def orpo_loss(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, lam):
+    """Per-pair ORPO losses (the chosen NLL included) and lambda * log P(y|x) as the logged rewards; inputs
+    (B,), lengths |y| counting end-of-text."""
+    # log P(y|x) = log pi(y|x) / |y|, kept below 0: a response of probability 1 has infinite odds
+    chosen_logp = (chosen_logps / chosen_lengths).clamp(max=-1e-6)
+    rejected_logp = (rejected_logps / rejected_lengths).clamp(max=-1e-6)
+    # log odds(y) = log P - log(1 - P), in log space
+    log_odds_ratio = (chosen_logp - log1mexp(chosen_logp)) - (rejected_logp - log1mexp(rejected_logp))
+    # -log P(y_c|x) - lambda log sigma(log odds(y_c) - log odds(y_r))   (Hong et al. 2024, eqs. 6-7)
+    losses = -chosen_logp - lam * F.logsigmoid(log_odds_ratio)
+    return losses, lam * chosen_logp.detach(), lam * rejected_logp.detach()
+
+
+def preference_losses(config, chosen_logps, rejected_logps, ref_logps, lengths):
+    """The configured loss: per-pair losses (B,) and the detached rewards of chosen and rejected (B,), (B,).
+    ref_logps (B, 2) [chosen, rejected] log pi_ref (None for the reference-free losses); lengths (B, 2) |y|."""
+    if config.loss_type == "simpo":
+        return simpo_loss(chosen_logps, rejected_logps, lengths[:, 0], lengths[:, 1], config.beta, config.simpo_gamma)
+    if config.loss_type == "orpo":
+        return orpo_loss(chosen_logps, rejected_logps, lengths[:, 0], lengths[:, 1], config.orpo_lambda)
+    return dpo_loss(chosen_logps, rejected_logps, ref_logps[:, 0], ref_logps[:, 1], config.beta, config.loss_type,
+                    config.label_smoothing)
+
+
 def sequence_logps(logits, labels):
     """Sum of log pi(label_t | ...) over the supervised positions (labels != -100): logits (B, T, vocab),
     labels (B, T) -> (B,). The prompt and the padding contribute nothing."""
@@ -144,6 +216,12 @@ def pair_examples(pairs, eot_id):
     end-of-text only."""
     return [(build_example(prompt, chosen, eot_id), build_example(prompt, rejected, eot_id))
             for prompt, chosen, rejected in pairs]
+
+
+def response_lengths(pairs, device):
+    """|y_c| and |y_r| of every pair, (N, 2): the supervised positions, i.e. the response tokens and end-of-text."""
+    return torch.tensor([[sum(t != -100 for t in c[1]), sum(t != -100 for t in r[1])] for c, r in pairs],
+                        dtype=torch.float, device=device)
 
 
 def concatenated_logps(model, pairs, pad_id, rt):
@@ -175,23 +253,26 @@ def reference_logps(ref_model, pairs, pad_id, rt, batch_size=64):
 # evaluation
 
 @torch.no_grad()
-def evaluate_pairs(model, val, ref_val, config, pad_id, rt):
-    """Held-out means of the logged quantities (as val/...), and the median log-ratio of the chosen responses
-    (the early-stop signal: a median, because the pairs whose labels are flipped have a bad "chosen" response
-    that DPO rightly pushes down, and a few of those move a mean a long way). Split across ranks."""
+def evaluate_pairs(model, val, ref_val, val_lengths, config, pad_id, rt):
+    """Held-out means of the logged quantities (as val/...), and, with a reference, the median log-ratio of the
+    chosen responses (the early-stop signal: a median, because the pairs whose labels are flipped have a bad
+    "chosen" response that DPO rightly pushes down, and a few of those move a mean a long way). Split across ranks."""
     model.eval()
     sums, chosen_logratios = {}, []
     indices = shard(list(range(len(val))), rt)
     for i in range(0, len(indices), config.batch_size):
         idx = indices[i:i + config.batch_size]
         c, r = concatenated_logps(model, [val[j] for j in idx], pad_id, rt)  # (B,), (B,)
-        ref = ref_val[idx]  # (B, 2)
-        out = dpo_loss(c, r, ref[:, 0], ref[:, 1], config.beta, config.loss_type, config.label_smoothing)
+        ref = ref_val[idx] if ref_val is not None else None  # (B, 2)
+        out = preference_losses(config, c, r, ref, val_lengths[idx])
         accumulate(sums, pair_metrics(*out, c, r))
-        chosen_logratios += (c.float() - ref[:, 0]).tolist()
+        if ref is not None:
+            chosen_logratios += (c.float() - ref[:, 0]).tolist()
     model.train()
-    return {**{f"val/{k}": v for k, v in reduce_metrics(sums, len(val)).items()},
-            "val/chosen_logratio_median": float(np.median(gather_lists(chosen_logratios, rt)))}
+    metrics = {f"val/{k}": v for k, v in reduce_metrics(sums, len(val)).items()}
+    if ref_val is not None:
+        metrics["val/chosen_logratio_median"] = float(np.median(gather_lists(chosen_logratios, rt)))
+    return metrics
 
 
 def gold_eval(policy, tok, prompts, max_new_tokens, rt):
@@ -208,12 +289,14 @@ def gold_eval(policy, tok, prompts, max_new_tokens, rt):
 
 def main():
     config = parse_config(DPOConfig, ranges=RANGES)
+    check_loss_settings(config)
     rt = setup_runtime(config.device, config.dtype, config.seed)
+    uses_reference = config.loss_type not in REFERENCE_FREE
 
-    # --- the policy (trained) and the reference (frozen), both from SFT ----------------------------------
+    # --- the policy (trained) and the reference (frozen, unless the loss is reference-free), both from SFT --
     resume_ckpt = load_checkpoint(config.out_dir, stages=("dpo",), key="out_dir") if config.resume else None
     policy, tok_name, _ = load_model(config.init_from, dropout=config.dropout, key="init_from")
-    ref_model, _, _ = load_model(config.init_from)
+    ref_model = load_model(config.init_from)[0] if uses_reference else None
     if resume_ckpt is not None:  # the policy of the run being continued
         policy.load_state_dict(resume_ckpt["model"])
     tok = get_tokenizer(tok_name)
@@ -225,8 +308,7 @@ def main():
         return pair_examples(tokenized, tok.eot_id), n_identical, n_long
     train, n_identical, n_long = pairs(config.train_data)
     val = pairs(config.val_data)[0][:config.eval_max_examples or None]
-    train_chosen_tokens = torch.tensor([sum(t != -100 for t in c[1]) for c, _ in train], dtype=torch.float,
-                                       device=rt.device)  # (N,) |y_c| + 1 (end-of-text)
+    train_lengths, val_lengths = response_lengths(train, rt.device), response_lengths(val, rt.device)  # (N, 2) |y_c|, |y_r|
     # the gold evaluation's prompts: each must fit with room for a response (its samples stop at max_new_tokens or
     # at the end of the context window, whichever comes first)
     eval_records = check_prompts(tokenize_prompts(load_prompts(config.eval_prompts), tok, policy.config.block_size, 1,
@@ -240,12 +322,15 @@ def main():
             "eval_prompts": config.eval_prompts if config.toy_eval else None})
         print(f"dpo: {len(train)} train pairs (skipped: {n_identical} identical, {n_long} too long), {len(val)} val pairs; "
               f"{global_batch} pairs per step = {config.batch_size} x {config.grad_accum_steps} x {rt.world_size} processes; "
-              f"{config.max_iters} steps; loss {config.loss_type}, beta {config.beta}, label smoothing {config.label_smoothing}")
+              f"{config.max_iters} steps; loss {config.loss_type}, beta {config.beta}, label smoothing {config.label_smoothing}"
+              + ("" if uses_reference else "; reference-free: no reference model"))
 
     # --- the reference log-probs, once (each rank computes them all: it needs any pair it may draw) -----
-    ref_model.to(rt.device).eval()
-    ref_train, ref_val = reference_logps(ref_model, train, tok.pad_id, rt), reference_logps(ref_model, val, tok.pad_id, rt)
-    del ref_model
+    ref_train = ref_val = None
+    if uses_reference:
+        ref_model.to(rt.device).eval()
+        ref_train, ref_val = reference_logps(ref_model, train, tok.pad_id, rt), reference_logps(ref_model, val, tok.pad_id, rt)
+        del ref_model
 
     policy.to(rt.device)
     optimizer = configure_adamw(policy, config.learning_rate, config.weight_decay, (config.beta1, config.beta2), rt.device_type)
@@ -264,12 +349,12 @@ def main():
         for idx, sync_context in micro_batches(model, indices, config.batch_size, rt):
             with sync_context:
                 chosen_logps, rejected_logps = concatenated_logps(model, [train[i] for i in idx], tok.pad_id, rt)  # (B,), (B,)
-                ref = ref_train[idx]  # (B, 2)
-                losses, chosen_rewards, rejected_rewards = dpo_loss(chosen_logps, rejected_logps, ref[:, 0], ref[:, 1],
-                                                                    config.beta, config.loss_type, config.label_smoothing)
+                ref = ref_train[idx] if uses_reference else None  # (B, 2)
+                losses, chosen_rewards, rejected_rewards = preference_losses(config, chosen_logps, rejected_logps, ref,
+                                                                             train_lengths[idx])
                 if config.rpo_alpha:
                     # + alpha * (-log pi(y_c|x) / |y_c|): keeps the chosen responses likely (Pang et al. 2024)
-                    losses = losses - config.rpo_alpha * chosen_logps / train_chosen_tokens[idx]
+                    losses = losses - config.rpo_alpha * chosen_logps / train_lengths[idx, 0]
                 backward_share(losses.sum(), global_batch, rt)  # the mean over every pair of the step
             accumulate(sums, pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejected_logps))
         grad_norm = optimizer_step(model, optimizer, rt.scaler, config.grad_clip)
@@ -279,15 +364,15 @@ def main():
         if step % config.log_interval == 0 or step == config.max_iters:
             logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            val_metrics = evaluate_pairs(model, val, ref_val, config, tok.pad_id, rt)
+            val_metrics = evaluate_pairs(model, val, ref_val, val_lengths, config, tok.pad_id, rt)
             if config.toy_eval and rt.master:
                 val_metrics.update(gold_eval(policy, tok, eval_prompts, config.max_new_tokens, rt))
             check_finite(val_metrics, step, config.out_dir)
             logger.log(step, val_metrics, config.max_iters)
             logger.plot(os.path.join(config.out_dir, "curves.png"),
                         ["loss", "val/loss", "rewards/margins", "val/rewards/accuracies", "logps/chosen", "logps/rejected",
-                         "eval/gold_score"], "DPO")
-            chosen_logratio = val_metrics["val/chosen_logratio_median"]  # median of log pi(y_c|x) - log pi_ref(y_c|x)
+                         "eval/gold_score"], LOSS_NAMES[config.loss_type])
+            chosen_logratio = val_metrics.get("val/chosen_logratio_median")  # median of log pi(y_c|x) - log pi_ref(y_c|x)
             if config.max_chosen_drop and chosen_logratio < -config.max_chosen_drop:
                 if step == config.eval_interval:
                     raise ValueError(f"dpo: the held-out chosen log-ratio fell to {chosen_logratio:.3f} by the first "

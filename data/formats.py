@@ -8,6 +8,7 @@ Template (one turn):   "### Human: <prompt>\n### Assistant: <response><end>"
 Records are dicts with string fields, one JSON object per line (JSONL):
     SFT          {"prompt", "response", ...}
     preferences  {"prompt", "chosen", "rejected", ...}
+    unpaired     {"prompt", "completion", "label": true | false, ...}   (KTO: thumbs-up / thumbs-down; TRL's format)
     prompts      {"prompt", ...}                       (RL and evaluation prompts)
 Extra fields (e.g. "kind" in the toy world, "subset" in HH-RLHF) are kept as they are.
 
@@ -203,6 +204,22 @@ def load_prefs(path):
             record.update(prompt=prompt, chosen=chosen, rejected=rejected)
         for key in ("prompt", "chosen", "rejected"):
             _require_str(record, key, where)
+        out.append(record)
+    return out
+
+
+def load_unpaired(path):
+    """Unpaired feedback {"prompt", "completion", "label"}: a completion judged desirable (label true) or
+    undesirable (false) on its own, with no second response to compare it with."""
+    out = []
+    for lineno, record in read_jsonl_lines(path):
+        where = f"{path}:{lineno}: "
+        for key in ("prompt", "completion"):
+            _require_str(record, key, where)
+        if "label" not in record:
+            raise DataError(f"{where}missing key 'label' (expected true or false)")
+        if not isinstance(record["label"], bool):
+            raise DataError(f"{where}key 'label' is {record['label']!r}, expected true or false")
         out.append(record)
     return out
 

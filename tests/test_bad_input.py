@@ -378,7 +378,7 @@ def test_resuming_a_bad_checkpoint_is_refused_and_leaves_it_as_it_was(w, tmp_pat
 
 
 @pytest.mark.parametrize("stage,key,given,expected", [
-    pytest.param("sft", "init_from", "rm", "a checkpoint of reward.py; expected one of sft.py, dpo.py, ppo.py",
+    pytest.param("sft", "init_from", "rm", "a checkpoint of reward.py; expected one of sft.py, dpo.py, kto.py, ppo.py",
                  id="sft-init_from=REWARD"),
     pytest.param("dpo", "init_from", "rm", "a checkpoint of reward.py; expected one of sft.py", id="dpo-init_from=REWARD"),
     pytest.param("ppo", "sft_dir", "rm", "a checkpoint of reward.py; expected one of sft.py", id="ppo-sft_dir=REWARD"),

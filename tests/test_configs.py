@@ -15,6 +15,6 @@ def test_config_file_parses(path):
     stage = os.path.basename(path).split("_")[0]
     module = __import__(stage)
     config_cls = {"sft": "SFTConfig", "reward": "RewardConfig", "ppo": "PPOConfig", "dpo": "DPOConfig",
-                  "grpo": "GRPOConfig"}[stage]
+                  "grpo": "GRPOConfig", "kto": "KTOConfig"}[stage]
     config = parse_config(getattr(module, config_cls), ["--config", path])
     assert config.out_dir.startswith("out/")

@@ -1,5 +1,7 @@
-"""dpo.py: each loss variant against values worked by hand, the policy == reference case, masking,
-the loss falling on a fixed batch, bad data and a smoke run."""
+"""dpo.py: each loss variant against values worked by hand (SimPO and ORPO against their papers' formulas
+written here in plain math), the policy == reference case, masking, lengths counting end-of-text, the
+loss falling on a fixed batch, bad data, bad settings, smoke runs, and the reference-free losses loading
+no reference model."""
 
 import json
 import math
@@ -8,7 +10,8 @@ import pytest
 import torch
 
 from data.batches import collate
-from dpo import dpo_loss, sequence_logps
+import dpo
+from dpo import dpo_loss, log1mexp, orpo_loss, response_lengths, sequence_logps, simpo_loss
 from model import GPT, GPTConfig
 from sft import build_example
 
@@ -40,6 +43,53 @@ def test_variants_by_hand():
     assert losses.item() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="loss_type 'hinge'"):
         dpo_loss(*args, beta=0.5, loss_type="hinge")
+
+
+def simpo_by_hand(lc, lr, nc, nr, beta, gamma):
+    """Meng et al. 2024, eq. 6: -log sigma(beta/|y_c| log pi(y_c|x) - beta/|y_r| log pi(y_r|x) - gamma)."""
+    z = beta * lc / nc - beta * lr / nr - gamma
+    return math.log(1 + math.exp(-z))
+
+
+def orpo_by_hand(lc, lr, nc, nr, lam):
+    """Hong et al. 2024, eqs. 6-7, with P = exp(log pi(y|x) / |y|) and odds = P / (1 - P) taken literally."""
+    pc, pr = math.exp(lc / nc), math.exp(lr / nr)
+    log_odds_ratio = math.log((pc / (1 - pc)) / (pr / (1 - pr)))
+    return -math.log(pc) + lam * math.log(1 + math.exp(-log_odds_ratio))
+
+
+# (log pi(y_c|x), log pi(y_r|x), |y_c|, |y_r|): chosen far ahead, rejected ahead (a negative margin), level
+LOGPS = [(-2.0, -30.0, 4.0, 10.0), (-20.0, -3.0, 10.0, 3.0), (-6.0, -6.0, 3.0, 3.0)]
+
+
+@pytest.mark.parametrize("lc,lr,nc,nr", LOGPS)
+def test_simpo_against_the_paper(lc, lr, nc, nr):
+    losses, rc, rr = simpo_loss(t(lc), t(lr), t(nc), t(nr), beta=2.0, gamma=1.0)
+    assert losses.item() == pytest.approx(simpo_by_hand(lc, lr, nc, nr, 2.0, 1.0), rel=1e-5)
+    assert rc.item() == pytest.approx(2.0 * lc / nc) and rr.item() == pytest.approx(2.0 * lr / nr)
+
+
+@pytest.mark.parametrize("lc,lr,nc,nr", LOGPS)
+def test_orpo_against_the_paper(lc, lr, nc, nr):
+    losses, rc, rr = orpo_loss(t(lc), t(lr), t(nc), t(nr), lam=0.1)
+    assert losses.item() == pytest.approx(orpo_by_hand(lc, lr, nc, nr, 0.1), rel=1e-5)
+    assert rc.item() == pytest.approx(0.1 * lc / nc) and rr.item() == pytest.approx(0.1 * lr / nr)
+
+
+def test_log1mexp_is_accurate_at_both_ends_and_orpo_stays_finite_near_probability_one():
+    x = torch.tensor([-1e-7, -0.1, -0.7, -5.0, -50.0], dtype=torch.float64)
+    assert torch.allclose(log1mexp(x), torch.log(1 - torch.exp(x)), rtol=1e-6)
+    assert log1mexp(torch.tensor([-1e-7]))[0].item() == pytest.approx(math.log(1e-7), rel=1e-4)  # 1 - exp(x) cancels in float32
+    # a chosen response of per-token probability ~1: its odds are huge, the loss and its gradient finite
+    lc = torch.tensor([-1e-9], requires_grad=True)
+    losses, _, _ = orpo_loss(lc, t(-9.0), t(3.0), t(3.0), lam=0.1)
+    losses.sum().backward()
+    assert torch.isfinite(losses).all() and torch.isfinite(lc.grad).all()
+
+
+def test_response_lengths_count_the_end_of_text_token():
+    pairs = [(build_example([3, 4], [5, 6, 7], 1), build_example([3, 4], [8], 1))]
+    assert response_lengths(pairs, "cpu").tolist() == [[4.0, 2.0]]  # 3 tokens + <end>, 1 token + <end>
 
 
 def test_sequence_logps_sum_only_response_tokens_and_ignore_padding():
@@ -101,6 +151,48 @@ def test_smoke_run(tiny_sft, tmp_path, loss_type, label_smoothing):
     if loss_type == "sigmoid" and label_smoothing == 0:
         assert first["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert (tmp_path / "dpo" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("loss_type", ["simpo", "orpo"])
+def test_reference_free_smoke_run(tiny_sft, tmp_path, loss_type):
+    result = run_dpo(tiny_sft, tmp_path / "dpo", loss_type=loss_type)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reference-free: no reference model" in result.stdout
+    last = [json.loads(line) for line in open(tmp_path / "dpo" / "metrics.jsonl")][-1]
+    assert "val/chosen_logratio_median" not in last and math.isfinite(last["val/loss"])
+    assert (tmp_path / "dpo" / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("loss_type,loads", [("sigmoid", 2), ("ipo", 2), ("simpo", 1), ("orpo", 1)])
+def test_reference_free_losses_never_load_the_reference(tiny_sft, tmp_path, monkeypatch, loss_type, loads):
+    """dpo.main in this process, with load_model counted: the policy alone for SimPO and ORPO, and no forward
+    pass of a reference (reference_logps) either."""
+    calls = {"load_model": 0, "reference_logps": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+    monkeypatch.setattr(dpo, "load_model", counted("load_model", dpo.load_model))
+    monkeypatch.setattr(dpo, "reference_logps", counted("reference_logps", dpo.reference_logps))
+    args = dict(init_from=tiny_sft / "sft", train_data=tiny_sft / "prefs.jsonl", val_data=tiny_sft / "prefs.jsonl",
+                out_dir=tmp_path / "dpo", batch_size=4, grad_accum_steps=1, max_iters=1, eval_interval=1,
+                loss_type=loss_type, device="cpu", dtype="float32")
+    monkeypatch.setattr("sys.argv", ["dpo.py"] + [f"--{k}={v}" for k, v in args.items()])
+    dpo.main()
+    assert calls == {"load_model": loads, "reference_logps": 2 * (loads - 1)}  # train and val reference log-probs
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (dict(loss_type="ipo", label_smoothing=0.1), "label_smoothing = 0.1: conservative DPO's eps applies to loss_type 'sigmoid' only"),
+    (dict(loss_type="simpo", max_chosen_drop=0.5), "max_chosen_drop = 0.5: the early stop compares with the reference model"),
+    (dict(loss_type="orpo", rpo_alpha=1.0), "rpo_alpha = 1.0: ORPO's loss already has the NLL of the chosen responses"),
+])
+def test_settings_that_mean_nothing_for_the_loss_are_refused(tiny_sft, tmp_path, overrides, expected):
+    result = run_dpo(tiny_sft, tmp_path / "out", **overrides)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("record,expected", [

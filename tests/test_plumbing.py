@@ -243,7 +243,7 @@ def test_checkpoints_are_checked_when_loaded(tmp_path):
     model = GPT(GPTConfig(block_size=8, vocab_size=8, n_layer=1, n_head=1, n_embd=8))
     save_checkpoint(str(tmp_path), model, StandIn(), step=1, tokenizer="gpt2", stage="reward")
     assert load_checkpoint(str(tmp_path), stages=("reward",))["stage"] == "reward"
-    with pytest.raises(ValueError, match=r"^--init_from=.*: a checkpoint of reward.py; expected one of sft.py, dpo.py, ppo.py, grpo.py$"):
+    with pytest.raises(ValueError, match=r"^--init_from=.*: a checkpoint of reward.py; expected one of sft.py, dpo.py, kto.py, ppo.py, grpo.py$"):
         load_model(str(tmp_path), key="init_from")
     with torch.no_grad():
         model.lm_head.weight[0, 0] = float("nan")
