@@ -38,6 +38,7 @@ each batch), so the reference model stays in memory, unlike dpo.py.
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -49,8 +50,8 @@ from data.toy.judge import check_prompts
 from dpo import gold_eval, sequence_logps
 from logger import MetricsLogger
 from optim import configure_adamw, lr_at, optimizer_step, set_lr
-from runtime import (accumulate, all_reduce_sum, backward_share, batch_indices, check_finite, micro_batches, reduce_metrics,
-                     setup_runtime, shard, teardown, wrap_model)
+from runtime import (accumulate, all_reduce_sum, backward_share, batch_indices, check_finite, gather_lists, micro_batches,
+                     reduce_metrics, setup_runtime, shard, teardown, wrap_model)
 from sft import build_example
 from tokenizer import get_tokenizer
 
@@ -192,9 +193,9 @@ def mean_metrics(sums):
 # data
 
 def load_examples(path, tok, block_size, skip_long):
-    """A KTO data file -> ([(prompt_ids, completion_ids)], desirable [bool], what was skipped), in file order.
-    Unpaired feedback if the first record has a "label"; else preference pairs, each split into its chosen
-    (desirable) and rejected (undesirable) completion, one after the other."""
+    """A KTO data file -> ([(prompt_ids, completion_ids)], desirable [bool], whether the examples are split pairs,
+    what was skipped), in file order. Unpaired feedback if the first record has a "label"; else preference
+    pairs, each split into its chosen (desirable) and rejected (undesirable) completion, one after the other."""
     if "label" in read_jsonl(path)[0]:
         examples, labels, n_long = [], [], 0
         for i, r in enumerate(load_unpaired(path)):
@@ -207,22 +208,24 @@ def load_examples(path, tok, block_size, skip_long):
                 n_long += 1
         if not examples:
             raise DataError(f"{path}: every example is longer than block_size {block_size}")
-        return examples, labels, f"{n_long} too long"
+        return examples, labels, False, f"{n_long} too long"
     pairs, n_identical, n_long = tokenize_pairs(load_prefs(path), tok, block_size, path, skip_long, shifted=True)
     examples = [example for p, c, r in pairs for example in ((p, c), (p, r))]
-    return examples, [True, False] * len(pairs), f"{n_identical} identical pairs, {n_long} too long"
+    return examples, [True, False] * len(pairs), True, f"{n_identical} identical pairs, {n_long} too long"
 
 
 # -----------------------------------------------------------------------------
 # evaluation
 
 @torch.no_grad()
-def evaluate_examples(model, ref_model, val, val_desirable, config, weights, tok, block_size, rt):
-    """Held-out means of the logged quantities, as val/...; split across ranks, batch_size at a time (each
-    batch its own reference point, as in training)."""
+def evaluate_examples(model, ref_model, val, val_desirable, val_paired, config, weights, tok, block_size, rt):
+    """Held-out means of the logged quantities, as val/...; split across ranks two examples at a time (a split
+    pair stays together), batch_size at a time (each batch its own reference point, as in training). With
+    split pairs as the held-out data, also val/rewards/accuracies: the fraction of pairs whose chosen
+    completion gets the higher reward, comparable with dpo.py's."""
     model.eval()
-    sums = {}
-    indices = shard(list(range(len(val))), rt)
+    sums, rewards_of = {}, []
+    indices = [j for first in shard(list(range(0, len(val), 2)), rt) for j in (first, first + 1) if j < len(val)]
     batches = [indices[i:i + config.batch_size] for i in range(0, len(indices), config.batch_size)]
     if len(batches) > 1 and len(batches[-1]) == 1:  # one example alone has no mismatched partner
         batches[-2] += batches.pop()
@@ -231,8 +234,13 @@ def evaluate_examples(model, ref_model, val, val_desirable, config, weights, tok
         out = step_terms(model, ref_model, [val[j] for j in idx], desirable, config, weights, tok, block_size, rt,
                          across_ranks=False)
         accumulate(sums, example_metrics(*out[:3], desirable, out[3]))
+        rewards_of += list(zip(idx, out[1].tolist()))
     model.train()
-    return {f"val/{k}": v for k, v in mean_metrics(sums).items()}
+    metrics = {f"val/{k}": v for k, v in mean_metrics(sums).items()}
+    if val_paired:  # examples 2i and 2i + 1: the chosen and rejected completions of pair i
+        reward = dict(gather_lists(rewards_of, rt))
+        metrics["val/rewards/accuracies"] = float(np.mean([reward[i] > reward[i + 1] for i in range(0, len(val) - 1, 2)]))
+    return metrics
 
 
 # -----------------------------------------------------------------------------
@@ -251,8 +259,8 @@ def main():
     block_size = policy.config.block_size
 
     # --- data, validated before anything is written ------------------------------------------------------
-    train, train_desirable, train_skipped = load_examples(config.train_data, tok, block_size, config.skip_long)
-    val, val_desirable, _ = load_examples(config.val_data, tok, block_size, config.skip_long)
+    train, train_desirable, _, train_skipped = load_examples(config.train_data, tok, block_size, config.skip_long)
+    val, val_desirable, val_paired, _ = load_examples(config.val_data, tok, block_size, config.skip_long)
     val, val_desirable = val[:config.eval_max_examples or None], val_desirable[:config.eval_max_examples or None]
     n_desirable = sum(train_desirable)
     weights = class_weights(n_desirable, len(train) - n_desirable, config.desirable_weight, config.undesirable_weight)
@@ -301,7 +309,7 @@ def main():
         if step % config.log_interval == 0 or step == config.max_iters:
             logger.log_step(step, metrics, lr, grad_norm, config.max_iters)
         if step % config.eval_interval == 0 or step == config.max_iters:
-            val_metrics = evaluate_examples(model, ref_model, val, val_desirable, config, weights, tok, block_size, rt)
+            val_metrics = evaluate_examples(model, ref_model, val, val_desirable, val_paired, config, weights, tok, block_size, rt)
             if config.toy_eval and rt.master:
                 val_metrics.update(gold_eval(policy, tok, eval_prompts, config.max_new_tokens, rt))
             check_finite(val_metrics, step, config.out_dir)

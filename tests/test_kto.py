@@ -93,9 +93,9 @@ def tiny_sft(tmp_path_factory):
 def test_both_formats_give_the_same_examples(tiny_sft):
     from tokenizer import get_tokenizer
     tok = get_tokenizer(str(tiny_sft / "vocab.json"))
-    from_pairs, labels_pairs, _ = load_examples(str(tiny_sft / "prefs.jsonl"), tok, 48, False)
-    from_unpaired, labels_unpaired, _ = load_examples(str(tiny_sft / "unpaired.jsonl"), tok, 48, False)
-    assert from_pairs[:21] == from_unpaired and labels_pairs[:21] == labels_unpaired
+    from_pairs, labels_pairs, paired, _ = load_examples(str(tiny_sft / "prefs.jsonl"), tok, 48, False)
+    from_unpaired, labels_unpaired, unpaired, _ = load_examples(str(tiny_sft / "unpaired.jsonl"), tok, 48, False)
+    assert from_pairs[:21] == from_unpaired and labels_pairs[:21] == labels_unpaired and paired and not unpaired
     assert labels_pairs[:4] == [True, False, True, False]  # chosen, then rejected, of each pair in turn
     assert from_pairs[0][0] == from_pairs[1][0] and from_pairs[0][1] == tok.encode(" apple")
 
@@ -115,7 +115,8 @@ def test_smoke_run_logs_the_reference_point_and_the_balance(tiny_sft, tmp_path):
     first = rows[0]
     assert first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0 and first["kl"] == 0.0  # at the reference
     assert 10 / 11 / 2 - 1e-6 <= first["loss"] <= 0.5 + 1e-6  # each example's term lambda / 2: (10 / 11) / 2 or 1 / 2
-    assert all(math.isfinite(r["val/loss"]) for r in rows if "val/loss" in r)
+    evals = [r for r in rows if "val/loss" in r]
+    assert evals and all(math.isfinite(r["val/loss"]) and 0 <= r["val/rewards/accuracies"] <= 1 for r in evals)  # val: pairs
     assert torch.load(tmp_path / "kto" / "ckpt.pt", weights_only=True)["stage"] == "kto"
 
 
@@ -150,14 +151,16 @@ def test_bad_unpaired_records_are_one_line_naming_file_and_line(tiny_sft, tmp_pa
 
 def test_ddp_smoke_run_two_gloo_processes(tiny_sft, tmp_path):
     """Under torchrun each rank pairs its own micro-batch; z_ref is all-reduced in training and per rank in
-    the held-out evaluation (whose batch counts differ between ranks: 21 examples -> 11 and 10)."""
+    the held-out evaluation, whose batch counts differ between ranks (11 split pairs -> 6 and 5), and the
+    held-out pair accuracy is gathered from both."""
     import sys
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    args = dict(init_from=tiny_sft / "sft", train_data=tiny_sft / "unpaired.jsonl", val_data=tiny_sft / "unpaired.jsonl",
-                out_dir=tmp_path / "ddp", batch_size=2, grad_accum_steps=2, max_iters=2, eval_interval=2,
+    args = dict(init_from=tiny_sft / "sft", train_data=tiny_sft / "unpaired.jsonl", val_data=tiny_sft / "prefs.jsonl",
+                eval_max_examples=22, out_dir=tmp_path / "ddp", batch_size=2, grad_accum_steps=2, max_iters=2, eval_interval=2,
                 learning_rate=1e-3, min_lr=1e-3, warmup_iters=0, log_interval=1, device="cpu", dtype="float32")
     result = run_stage("kto.py", args, launcher=torchrun)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "8 examples per step = 2 x 2 x 2 processes" in result.stdout
     rows = [json.loads(line) for line in open(tmp_path / "ddp" / "metrics.jsonl")]
-    assert math.isfinite(rows[-1]["val/loss"]) and (tmp_path / "ddp" / "ckpt.pt").exists()
+    assert math.isfinite(rows[-1]["val/loss"]) and 0 <= rows[-1]["val/rewards/accuracies"] <= 1
+    assert (tmp_path / "ddp" / "ckpt.pt").exists()
