@@ -8,8 +8,9 @@ toy_eval = True
 eval_prompts = "data/toy/eval_prompts.jsonl"
 
 loss_type = "simpo"
-beta = 2.0  # the SimPO paper's range is 2-2.5 (its rewards are per-token log-probs, so beta is larger than DPO's)
-simpo_gamma = 1.0  # gamma / beta = 0.5, the paper's usual ratio
+beta = 4.0  # the highest held-out pair accuracy of 1, 2, 4 (scripts/direct_sweep.sh: validation pairs only); the
+# SimPO paper's range is 2-2.5 (its rewards are per-token log-probs, so beta is larger than DPO's)
+simpo_gamma = 2.0  # gamma / beta = 0.5, the paper's usual ratio
 batch_size = 32
 grad_accum_steps = 1
 max_iters = 60

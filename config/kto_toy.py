@@ -8,7 +8,7 @@ val_data = "data/toy/prefs_val.jsonl"
 toy_eval = True
 eval_prompts = "data/toy/eval_prompts.jsonl"
 
-beta = 0.3  # dpo_toy.py's
+beta = 1.0  # the highest held-out pair accuracy of 0.1, 0.3, 1.0 (scripts/direct_sweep.sh: validation pairs only)
 desirable_weight = 0.0  # from the class balance: 1, the pairs give as many desirable as undesirable examples
 undesirable_weight = 1.0
 batch_size = 64  # examples: the completions of 32 pairs, as many as dpo_toy.py's step sees
