@@ -1,5 +1,6 @@
 """
-evaluate.py -- the evaluation table of the toy world for any set of checkpoints.
+evaluate.py -- the evaluation table for any set of checkpoints: the toy world's, with its gold judge, or,
+for any other prompts (HH-RLHF), the reward-model table that the classic "base / SFT / RLHF" comparison needs.
 
 For each checkpoint, sample responses to the held-out evaluation prompts (disjoint from every training
 prompt) and measure them. Rates are measured on samples at temperature 1 -- the policy that RLHF
@@ -33,6 +34,22 @@ Columns (results.json has them all; table.md the main ones):
                         (a tie counts one half)
     perplexity          exp(per-token loss) on the held-out demonstrations: what alignment costs in fit
     distinct_1, distinct_2   distinct word uni-/bi-grams over all samples / their number: diversity
+
+Without a gold judge (--judge=none, or --judge=auto and prompts that are not the toy world's) the table has
+rm_score, win_rate by the reward model's score (against the reference's sample for the same prompt), KL,
+perplexity on the held-out --demos (for HH: the chosen responses), length and distinct-1/2; and with
+--judge_reward_dir, judge_rm_score and judge_win_rate under a second reward model trained on a disjoint half
+of the preference data (data/hh_rlhf/prepare.py --judge_halves): a policy's score under the reward it was
+trained on beside its score under one it never saw, the held-out-reward-model check for over-optimisation
+(Gao et al. 2022). --base=gpt2 (or a Hugging Face directory, or any checkpoint) adds a "base" row: the model
+before SFT, prompted with the same template. With out_dir, frontier.png is then the judge's (or the reward
+model's) score against KL, and samples.md has the first --samples_md prompts answered by every model side by
+side (the first sample of each), for a person to read; in the toy world too.
+
+    python evaluate.py --judge=none --checkpoints=sft:out/gpt2_hh/sft,ppo:out/gpt2_hh/ppo,dpo:out/gpt2_hh/dpo \
+        --reference=out/gpt2_hh/sft --reward_dir=out/gpt2_hh/reward --judge_reward_dir=out/gpt2_hh/reward_judge \
+        --base=gpt2 --eval_prompts=data/hh_rlhf/sft_val.jsonl --demos=data/hh_rlhf/sft_val.jsonl \
+        --eval_max_prompts=500 --samples_per_prompt=1 --max_new_tokens=128 --skip_long=True --out_dir=out/gpt2_hh/eval
 """
 
 import json
@@ -44,19 +61,22 @@ from dataclasses import dataclass
 import torch
 
 from atomic_io import atomic_save_figure, atomic_write_text
-from checkpoint import load_model, load_reward_model, tokenizer_of
-from configurator import at_least, parse_config, run_cli
+from checkpoint import POLICY_STAGES, load_model, load_reward_model, tokenizer_of
+from configurator import at_least, one_of, parse_config, run_cli
 from data.batches import collate, tokenize_prompts
 from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
+from data.toy import world
 from data.toy.judge import check_prompts, format_table, judge, summarize
 from logger import pyplot
-from ppo import decode_responses, rollout
+from ppo import decode_responses, response_scores, rollout
 from runtime import setup_runtime
 from sft import supervised_loss_sum, training_examples
 from tokenizer import get_tokenizer
 
 TABLE_COLUMNS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
                  "unanswerable_idk", "well_formed", "rm_score", "kl", "win_rate", "length", "perplexity", "distinct_2"]
+REWARD_COLUMNS = ["rm_score", "win_rate", "judge_rm_score", "judge_win_rate", "kl", "perplexity", "length", "distinct_1",
+                  "distinct_2"]  # the table without a gold judge
 
 
 @dataclass
@@ -64,8 +84,14 @@ class EvalConfig:
     checkpoints: str = "sft:out/toy/sft"  # comma-separated checkpoint dirs, each optionally named as name:dir
     reference: str = "out/toy/sft"  # the SFT checkpoint: the KL reference and the win-rate baseline
     reward_dir: str = "out/toy/reward"  # the normalised reward model, for rm_score
-    eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out prompts {"prompt", "kind"}
-    demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations: the perplexity, and the table's first row
+    eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out prompts {"prompt", ...} ("kind" in the toy world)
+    demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations: the perplexity (and the toy table's first row)
+    judge: str = "auto"  # 'toy' (the gold judge), 'none' (reward models only), 'auto': toy if every prompt is the toy world's
+    judge_reward_dir: str = ""  # a second reward model, trained on data the policies never saw: judge_rm_score
+    base: str = ""  # the model before SFT ('gpt2', a Hugging Face directory or a checkpoint): a "base" row
+    eval_max_prompts: int = 0  # evaluate the first N prompts only (0 = all)
+    skip_long: bool = False  # skip prompts that leave no room for max_new_tokens (HH has some) instead of stopping
+    samples_md: int = 8  # prompts in samples.md (with out_dir): every model's answer side by side (0 = none)
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
@@ -79,8 +105,10 @@ class EvalConfig:
     seed: int = 1234
 
 
-RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png", "training_curves.png")  # what out_dir gets
-RANGES = {"temperature": at_least(0)}  # 0 = greedy; the shared ranges are in configurator.RANGES
+RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png", "training_curves.png",
+                "samples.md")  # what out_dir gets
+RANGES = {"temperature": at_least(0), "judge": one_of("auto", "toy", "none"), "eval_max_prompts": at_least(0),
+          "samples_md": at_least(0)}  # temperature 0 = greedy; the shared ranges are in configurator.RANGES
 
 
 def parse_checkpoints(spec):
@@ -92,6 +120,15 @@ def parse_checkpoints(spec):
     return out
 
 
+def is_toy_prompt(prompt):
+    """Whether the gold judge can score a prompt (it is one of the toy world's)."""
+    try:
+        world.parse_prompt(prompt)
+        return True
+    except ValueError:
+        return False
+
+
 def distinct_n(texts, n):
     """Distinct n-grams of words over all texts, divided by their total number (Li et al. 2016)."""
     grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
@@ -99,18 +136,24 @@ def distinct_n(texts, n):
 
 
 @torch.no_grad()
-def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, temperature):
+def sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, temperature, judge_model=None):
     """Sample one response per prompt (temperature 0 = greedy), in batches, with PPO's rollout (no value
-    model) -> per-sample dicts: text, ended, kl (to the reference, nats), rm_score, length."""
+    model) -> per-sample dicts: text, ended, kl (to the reference, nats), rm_score, length, and with a judge
+    reward model judge_rm_score (the same responses, scored by it)."""
     out = []
     for i in range(0, len(prompts), config.batch_size):
         prompt_ids = [tok.encode(format_prompt(p)) for p in prompts[i:i + config.batch_size]]
         batch = rollout(policy, ref_model, None, reward_model, prompt_ids, tok, config.max_new_tokens, temperature,
                         missing_eos_penalty=0.0, rt=rt)
         kl = (batch["logp"] - batch["ref_logp"]).sum(1).tolist()
-        for (text, ended), k, r, n in zip(decode_responses(tok, batch), kl, batch["raw_scores"].tolist(),
-                                          batch["mask"].sum(1).tolist()):
-            out.append({"text": text, "ended": ended, "kl": k, "rm_score": r, "length": n})
+        judged = [None] * len(kl)
+        if judge_model is not None:
+            with rt.autocast:
+                judged = response_scores(judge_model, batch["tokens"], batch["attention_mask"], batch["T0"], batch["mask"]).tolist()
+        for (text, ended), k, r, j, n in zip(decode_responses(tok, batch), kl, batch["raw_scores"].tolist(), judged,
+                                             batch["mask"].sum(1).tolist()):
+            out.append({"text": text, "ended": ended, "kl": k, "rm_score": r, "length": n,
+                        **({"judge_rm_score": j} if j is not None else {})})
     return out
 
 
@@ -127,17 +170,29 @@ def perplexity(model, tok, records, path, rt, batch_size):
     return math.exp(total / count)
 
 
-def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold=None):
+def win_rate(scores, reference_scores):
+    """Fraction of samples scoring above the reference's sample for the same prompt; a tie counts one half."""
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(scores, reference_scores)) / len(scores)
+
+
+def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, gold_judge, judge_model=None,
+                   reference=None):
+    """One model's row, and its samples (for the reference's win-rate baseline and samples.md). reference: the
+    reference model's samples, to compute win rates against (None: this is the reference)."""
     prompts = [r["prompt"] for r in prompt_records for _ in range(config.samples_per_prompt)]
     torch.manual_seed(config.seed)
-    samples = sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, config.temperature)
-    verdicts = [judge(p, s["text"], s["ended"]) for p, s in zip(prompts, samples)]
-    row = summarize(verdicts)
-    greedy_prompts = [r["prompt"] for r in prompt_records]
-    greedy = sample_and_measure(policy, ref_model, reward_model, tok, greedy_prompts, config, rt, 0.0)
-    greedy_summary = summarize([judge(p, s["text"], s["ended"]) for p, s in zip(greedy_prompts, greedy)])
-    row.update({f"greedy_{k}": v for k, v in greedy_summary.items() if k != "n"})
+    samples = sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, config.temperature, judge_model)
     n = len(samples)
+    row = {}
+    if gold_judge:
+        verdicts = [judge(p, s["text"], s["ended"]) for p, s in zip(prompts, samples)]
+        for s, v in zip(samples, verdicts):
+            s["score"] = v["score"]
+        row = summarize(verdicts)
+        greedy_prompts = [r["prompt"] for r in prompt_records]
+        greedy = sample_and_measure(policy, ref_model, reward_model, tok, greedy_prompts, config, rt, 0.0)
+        greedy_summary = summarize([judge(p, s["text"], s["ended"]) for p, s in zip(greedy_prompts, greedy)])
+        row.update({f"greedy_{k}": v for k, v in greedy_summary.items() if k != "n"})
     row.update({
         "rm_score": sum(s["rm_score"] for s in samples) / n,
         "kl": sum(s["kl"] for s in samples) / n,
@@ -146,10 +201,27 @@ def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, 
         "distinct_1": distinct_n([s["text"] for s in samples], 1),
         "distinct_2": distinct_n([s["text"] for s in samples], 2),
     })
-    gold = [v["score"] for v in verdicts]
-    if reference_gold is not None:
-        row["win_rate"] = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(gold, reference_gold)) / n
-    return row, gold
+    if judge_model is not None:
+        row["judge_rm_score"] = sum(s["judge_rm_score"] for s in samples) / n
+    # win rates against the reference's sample for the same prompt: by the gold judge where there is one, else
+    # by the reward model; by the judge reward model too. The reference against itself: every comparison a tie.
+    win_key = "score" if gold_judge else "rm_score"
+    for column, key in [("win_rate", win_key)] + ([("judge_win_rate", "judge_rm_score")] if judge_model is not None else []):
+        row[column] = 0.5 if reference is None else win_rate([s[key] for s in samples], [s[key] for s in reference])
+    return row, samples
+
+
+def samples_markdown(prompt_records, samples_of, samples_per_prompt, n_prompts):
+    """samples.md: the first n_prompts prompts, each with every model's first sample for it, side by side."""
+    lines = [f"# The same prompts, answered by every model (the first of {samples_per_prompt} samples per prompt)", ""]
+    for i, record in enumerate(prompt_records[:n_prompts]):
+        lines += [f"## Prompt {i + 1}", "", "```", record["prompt"], "```", ""]
+        for name, samples in samples_of.items():
+            s = samples[i * samples_per_prompt]
+            scores = f"rm {s['rm_score']:+.2f}" + (f", judge rm {s['judge_rm_score']:+.2f}" if "judge_rm_score" in s else "")
+            ending = "" if s["ended"] else " (no end-of-text)"
+            lines += [f"**{name}** ({scores}){ending}:", "", "> " + s["text"].replace("\n", "\n> "), ""]
+    return "\n".join(lines) + "\n"
 
 
 def save_figure(fig, path):
@@ -176,20 +248,21 @@ def method_of(name):
     return re.match(r"[A-Za-z]*", name).group() or name
 
 
-def plot_frontier(rows, path):
-    """Gold score against KL(pi || pi_sft), one marker and line per method, each point named."""
+def plot_frontier(rows, path, score_key="score", score_label="gold score (temperature 1)"):
+    """A score (the gold score; without a gold judge a reward model's) against KL(pi || pi_sft), one marker and
+    line per method, each point named."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     methods = {}
     for name, row in rows.items():
-        methods.setdefault(method_of(name), []).append((row["kl"], row["score"], name))
+        methods.setdefault(method_of(name), []).append((row["kl"], row[score_key], name))
     for method, points in methods.items():
         points.sort()
         ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
         for kl, score, name in points:
             ax.annotate(name, (kl, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("KL(policy || SFT) per response, nats")
-    ax.set_ylabel("gold score (temperature 1)")
+    ax.set_ylabel(score_label)
     ax.set_title("reward-KL frontier, held-out prompts")
     ax.legend()
     save_figure(fig, path)
@@ -271,17 +344,29 @@ def main():
                               f"to replace them, or choose another --out_dir")
     ref_model, ref_tok, _ = load_model(config.reference, key="reference")
     reward_model, rm_tok = load_reward_model(config.reward_dir)
+    judge_model, judge_tok = load_reward_model(config.judge_reward_dir, key="judge_reward_dir") if config.judge_reward_dir else (None, None)
     tok = get_tokenizer(ref_tok)
     checkpoints = parse_checkpoints(config.checkpoints)
-    for name, path in [("reward_dir", config.reward_dir)] + checkpoints:
-        spec = rm_tok if name == "reward_dir" else tokenizer_of(path, key="checkpoints")
+    if config.base:
+        if "base" in dict(checkpoints):
+            raise ValueError("--checkpoints: the name 'base' is the --base row's; name that checkpoint otherwise")
+        checkpoints = [("base", config.base)] + checkpoints
+    def key_of(name):  # the setting that named a model, and the stages its checkpoint may come from
+        return ("base", None) if config.base and name == "base" else ("checkpoints", POLICY_STAGES)
+    specs = [("reward_dir", config.reward_dir, rm_tok)] + ([("judge_reward_dir", config.judge_reward_dir, judge_tok)]
+                                                           if judge_model is not None else [])
+    specs += [(key_of(name)[0], path, tokenizer_of(path, stages=key_of(name)[1], key=key_of(name)[0])) for name, path in checkpoints]
+    for key, path, spec in specs:
         if get_tokenizer(spec).spec != tok.spec:
-            raise ValueError(f"{path}: its tokenizer differs from the reference's ({config.reference})")
+            raise ValueError(f"--{key}: {path}: its tokenizer differs from the reference's ({config.reference})")
     block_size = ref_model.config.block_size
-    prompt_records = check_prompts(tokenize_prompts(load_prompts(config.eval_prompts), tok, block_size,
-                                                    config.max_new_tokens, config.eval_prompts, skip_long=False)[0],
-                                   config.eval_prompts)
-    demos = check_prompts(load_sft(config.demos), config.demos)
+    prompt_records = tokenize_prompts(load_prompts(config.eval_prompts), tok, block_size, config.max_new_tokens,
+                                      config.eval_prompts, config.skip_long)[0][:config.eval_max_prompts or None]
+    gold_judge = config.judge == "toy" or (config.judge == "auto" and all(is_toy_prompt(r["prompt"]) for r in prompt_records))
+    demos = load_sft(config.demos)
+    if gold_judge:  # a DataError naming the first prompt or demonstration the judge cannot score
+        check_prompts(prompt_records, config.eval_prompts)
+        check_prompts(demos, config.demos)
     training_examples(demos, tok, block_size, config.demos, skip_long=True)  # every character known, some example fits
     run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
     curve_keys = [k for k in config.curves.split(",") if k]
@@ -290,32 +375,49 @@ def main():
     run_curves = {name: read_training_curves(name, run_dir, curve_keys) for name, run_dir in parse_checkpoints(config.runs)} if curve_keys else {}
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
-    for m in (ref_model, reward_model):
-        m.to(rt.device).eval()
-    reference_row, reference_gold = evaluate_model(ref_model, ref_model, reward_model, tok, prompt_records, demos, config, rt)
-    reference_row["win_rate"] = 0.5  # against itself, sample by sample: every comparison a tie
-    rows = {}
+    for m in (ref_model, reward_model, judge_model):
+        if m is not None:
+            m.to(rt.device).eval()
+    measure = dict(tok=tok, prompt_records=prompt_records, demos=demos, config=config, rt=rt, gold_judge=gold_judge,
+                   judge_model=judge_model)
+    reference_row, reference_samples = evaluate_model(ref_model, ref_model, reward_model, **measure)
+    rows, samples_of = {}, {}
     for name, path in checkpoints:
         if os.path.realpath(path) == os.path.realpath(config.reference):
-            rows[name] = reference_row
+            rows[name], samples_of[name] = reference_row, reference_samples
             print(f"evaluated {name} ({path}, the reference)", flush=True)
             continue
-        policy, _, _ = load_model(path)
+        key, stages = key_of(name)
+        policy, _, _ = load_model(path, stages=stages, key=key)
         policy.to(rt.device).eval()
-        rows[name], _ = evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, reference_gold)
+        rows[name], samples_of[name] = evaluate_model(policy, ref_model, reward_model, reference=reference_samples, **measure)
         print(f"evaluated {name} ({path})", flush=True)
-    # what SFT imitates: the gold judge on the demonstrations (only the judge's own rates; the rest is "-")
-    demo_row = summarize([judge(r["prompt"], r["response"]) for r in demos])
-    table = format_table({"demonstrations": demo_row, **rows}, TABLE_COLUMNS)
     print(f"\n{len(prompt_records)} held-out prompts x {config.samples_per_prompt} samples at temperature "
-          f"{config.temperature:g}; greedy_score: one greedy response per prompt\n")
+          f"{config.temperature:g}" + ("; greedy_score: one greedy response per prompt" if gold_judge else
+                                       "; no gold judge: reward models only") + "\n")
+    if gold_judge:
+        # what SFT imitates: the gold judge on the demonstrations (only the judge's own rates; the rest is "-")
+        demo_row = summarize([judge(r["prompt"], r["response"]) for r in demos])
+        extra = ["judge_rm_score", "judge_win_rate"] if judge_model is not None else []
+        table = format_table({"demonstrations": demo_row, **rows}, TABLE_COLUMNS + extra)
+    else:
+        demo_row = None
+        table = format_table(rows, [c for c in REWARD_COLUMNS if judge_model is not None or not c.startswith("judge_")])
     print(table)
     if config.out_dir:
         atomic_write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
-        atomic_write_text(os.path.join(config.out_dir, "results.json"), json.dumps({"config": vars(config), "demonstrations": demo_row,
-                                                                           "models": rows}, indent=2))
-        plot_bars({"demonstrations": demo_row, **rows}, os.path.join(config.out_dir, "metrics.png"))
-        plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
+        atomic_write_text(os.path.join(config.out_dir, "results.json"), json.dumps(
+            {"config": vars(config), "gold_judge": gold_judge, "demonstrations": demo_row, "models": rows}, indent=2))
+        if config.samples_md:
+            atomic_write_text(os.path.join(config.out_dir, "samples.md"),
+                              samples_markdown(prompt_records, samples_of, config.samples_per_prompt, config.samples_md))
+        if gold_judge:
+            plot_bars({"demonstrations": demo_row, **rows}, os.path.join(config.out_dir, "metrics.png"))
+            plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"))
+        else:
+            key = "judge_rm_score" if judge_model is not None else "rm_score"
+            plot_frontier(rows, os.path.join(config.out_dir, "frontier.png"), key,
+                          "judge reward model's score" if judge_model is not None else "reward model's score (normalised)")
         if run_evals:
             plot_overoptimization(run_evals, os.path.join(config.out_dir, "overoptimization.png"))
         if run_curves:

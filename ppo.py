@@ -290,6 +290,14 @@ def response_logprobs(logits, tokens, T0, temperature):
     return token_logprobs(logits[:, T0 - 1:-1], tokens[:, T0:], temperature)  # (B, T)
 
 
+def response_scores(reward_model, tokens, attention_mask, T0, mask):
+    """A reward model's score of each sampled response (B,): its scalar head at the response's last token
+    (its end-of-text, or the last token sampled). tokens, attention_mask (B, T0 + T); mask (B, T)."""
+    rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True)  # (B, T0 + T)
+    last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
+    return rm_scores.float()[torch.arange(len(last), device=last.device), last]
+
+
 @torch.no_grad()
 def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_new_tokens, temperature,
             missing_eos_penalty, rt):
@@ -313,16 +321,15 @@ def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_n
         # V(s_t): (B, T); without a value model (evaluation) zeros
         values = (value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1] if value_model is not None
                   else torch.zeros_like(mask))
-        rm_scores = reward_model(tokens, attention_mask=attention_mask, scores=True) if reward_model is not None else None
+        raw_scores = response_scores(reward_model, tokens, attention_mask, T0, mask) if reward_model is not None else None
     tau = temperature if temperature > 0 else 1.0  # greedy (evaluation): the model's own log-probs
     logp = response_logprobs(logits, tokens, T0, tau) * mask
     ref_logp = response_logprobs(ref_logits, tokens, T0, tau) * mask
     batch = dict(tokens=tokens, attention_mask=attention_mask, T0=T0, mask=mask, logp=logp, ref_logp=ref_logp,
                  values=values.float() * mask, ended=ended)
-    if rm_scores is not None:  # (B, T0 + T)
-        last = T0 + mask.sum(dim=1).long() - 1  # (B,) absolute position of each response's last token
-        batch["raw_scores"] = rm_scores.float()[torch.arange(len(last)), last]  # (B,) the reward model's score there
-        batch["scores"] = batch["raw_scores"] - missing_eos_penalty * (~ended).float()
+    if raw_scores is not None:  # (B,)
+        batch["raw_scores"] = raw_scores
+        batch["scores"] = raw_scores - missing_eos_penalty * (~ended).float()
     return batch
 
 

@@ -272,3 +272,15 @@ def test_hh_prepare_local_dir(tmp_path):
         ["How do I pick a lock?", prefs[1]["prompt"], "How do I brew tea?"]
     assert [p["chosen"] for p in load_prefs(out / "prefs_val.jsonl")] == ["I'd rather not.", "4."]
     assert len(load_sft(out / "sft_val.jsonl")) == 2
+    assert not (out / "prefs_train_judge.jsonl").exists()  # only with --judge_halves
+
+
+def test_hh_prepare_judge_halves_share_no_prompt(tmp_path):
+    out = tmp_path / "out"
+    run_module("data.hh_rlhf.prepare", "--local_dir", os.path.join(FIXTURES, "hh_rlhf"), "--out_dir", str(out), "--judge_halves")
+    prefs = load_prefs(out / "prefs_train.jsonl")
+    policy, judge = load_prefs(out / "prefs_train_policy.jsonl"), load_prefs(out / "prefs_train_judge.jsonl")
+    # distinct prompts in order: lock (policy), pet (judge), tea (policy); a prompt's every pair goes to its half
+    assert [p["prompt"] for p in judge] == [prefs[1]["prompt"]]
+    assert {p["prompt"] for p in policy} == {"How do I pick a lock?", "How do I brew tea?"}
+    assert sorted(map(str, policy + judge)) == sorted(map(str, prefs))

@@ -13,6 +13,11 @@ subsets absent from --local_dir are skipped). Writes into out_dir:
     prefs_train.jsonl, prefs_val.jsonl  {"prompt", "chosen", "rejected", "subset"} (train, test splits)
     sft_train.jsonl, sft_val.jsonl      {"prompt", "response", "subset"}: the prompt and its chosen response
     rl_prompts.jsonl                    {"prompt", "subset"}: each distinct training prompt once
+    with --judge_halves, also
+    prefs_train_policy.jsonl, prefs_train_judge.jsonl   the training pairs in two halves with no prompt in
+                                        both: the distinct prompts in order, alternately. Train the reward
+                                        model the policies optimise on the first, a judge reward model on the
+                                        second (evaluate.py --judge_reward_dir): a reward it never saw.
 
 Prompts are multi-turn conversations in our convention (data/formats.py, split_hh). Records that do
 not split (chosen and rejected differ before the last assistant turn) or whose chosen or rejected
@@ -81,6 +86,8 @@ def main():
     parser.add_argument("--cache_dir", default=os.path.join(HERE, "raw"), help="where downloads go")
     parser.add_argument("--local_dir", default=None, help="read raw files from here instead of downloading")
     parser.add_argument("--subsets", default=",".join(SUBSETS), help="comma-separated HH-RLHF subsets")
+    parser.add_argument("--judge_halves", action="store_true", help="also write the training pairs in two prompt-disjoint "
+                                                                        "halves, for a judge reward model")
     args = parser.parse_args()
     os.makedirs(args.out_dir, exist_ok=True)
 
@@ -108,6 +115,10 @@ def main():
     for r in prefs["train"]:
         seen.setdefault(r["prompt"], {"prompt": r["prompt"], "subset": r["subset"]})
     files["rl_prompts.jsonl"] = list(seen.values())
+    if args.judge_halves:
+        half_of = {prompt: i % 2 for i, prompt in enumerate(seen)}  # distinct prompts in order, alternately
+        files["prefs_train_policy.jsonl"] = [r for r in prefs["train"] if half_of[r["prompt"]] == 0]
+        files["prefs_train_judge.jsonl"] = [r for r in prefs["train"] if half_of[r["prompt"]] == 1]
     for name, records in files.items():
         if records:
             write_jsonl(os.path.join(args.out_dir, name), records)

@@ -1,0 +1,88 @@
+"""evaluate.py beyond the toy world: the reward-model table (no gold judge) on tiny checkpoints -- its columns,
+the reference row against itself, a judge reward model (here the reward model itself, so its columns must
+equal the reward model's), the base row, samples.md -- the choice between the gold judge and reward models
+only, and win rate against hand-worked numbers."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from evaluate import REWARD_COLUMNS, win_rate
+
+from conftest import StandInConfig, run_stage, tiny_sft_checkpoint, write_records
+
+WORDS = ["apple", "pear", "plum", "fig", "kiwi", "lime"]
+
+
+@pytest.fixture(scope="module")
+def hh_like(tmp_path_factory):
+    """Prompts that are not the toy world's, a tiny SFT stand-in, its reward model, a policy moved away from it,
+    and a 'base' model (another random one)."""
+    from checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+    d = tmp_path_factory.mktemp("hh_like")
+    write_records(d / "prompts.jsonl", [{"prompt": f"name a fruit like {w}"} for w in WORDS])
+    write_records(d / "demos.jsonl", [{"prompt": f"name a fruit like {w}", "response": f"{w} is one"} for w in WORDS])
+    tiny_sft_checkpoint(d, [f"name a fruit like {w} is one" for w in WORDS], block_size=64, scalar_head_dir="rm")
+    ckpt = load_checkpoint(str(d / "sft"))
+    for name, stage, seed in (("policy", "dpo", 1), ("base", "sft", 2)):  # the SFT weights, moved at random
+        torch.manual_seed(seed)
+        model = model_from_checkpoint(ckpt)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+        (d / name).mkdir()
+        save_checkpoint(str(d / name), model, StandInConfig(), step=0, tokenizer=ckpt["tokenizer"], stage=stage)
+    shutil.copytree(d / "rm", d / "judge")
+    return d
+
+
+def run_evaluate(d, out, **overrides):
+    args = dict(checkpoints=f"sft:{d / 'sft'},policy:{d / 'policy'}", reference=d / "sft", reward_dir=d / "rm",
+                eval_prompts=d / "prompts.jsonl", demos=d / "demos.jsonl", samples_per_prompt=2, max_new_tokens=8,
+                out_dir=out, samples_md=3, device="cpu", dtype="float32")
+    return run_stage("evaluate.py", {**args, **overrides})
+
+
+def test_the_reward_model_table_with_a_judge_a_base_row_and_samples(hh_like, tmp_path):
+    out = tmp_path / "eval"
+    result = run_evaluate(hh_like, out, judge_reward_dir=hh_like / "judge", base=hh_like / "base")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no gold judge: reward models only" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert results["gold_judge"] is False and results["demonstrations"] is None
+    rows = results["models"]
+    assert list(rows) == ["base", "sft", "policy"]
+    for name, row in rows.items():
+        assert set(REWARD_COLUMNS) <= set(row) and "score" not in row, name
+        # the judge is the reward model itself: the same responses must get the same scores and win rates
+        assert row["judge_rm_score"] == pytest.approx(row["rm_score"]) and row["judge_win_rate"] == row["win_rate"], name
+    assert rows["sft"]["win_rate"] == 0.5 and rows["sft"]["kl"] == 0.0  # the reference against itself
+    assert rows["policy"]["kl"] != 0.0 and rows["base"]["kl"] != 0.0
+    table = (out / "table.md").read_text()
+    assert table.splitlines()[0] == "| model | " + " | ".join(REWARD_COLUMNS) + " |"
+    samples = (out / "samples.md").read_text()
+    assert samples.count("## Prompt ") == 3 and samples.count("**policy** (rm ") == 3 and ", judge rm " in samples
+    assert "name a fruit like apple" in samples and (out / "frontier.png").stat().st_size > 0
+    assert not (out / "metrics.png").exists()  # the bar chart is of the gold judge's rates
+
+
+def test_without_a_judge_the_judge_columns_are_left_out(hh_like, tmp_path):
+    result = run_evaluate(hh_like, tmp_path / "eval", samples_md=0)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["models"]
+    assert "judge_rm_score" not in rows["policy"] and not (tmp_path / "eval" / "samples.md").exists()
+
+
+def test_the_gold_judge_asked_for_on_other_prompts_is_one_line_naming_the_prompt(hh_like, tmp_path):
+    result = run_evaluate(hh_like, tmp_path / "eval", judge="toy")
+    assert result.returncode == 2
+    assert "prompts.jsonl:1: " in result.stderr and "the gold judge (toy_eval) knows only the toy world's prompts" in result.stderr
+    assert not (tmp_path / "eval").exists()
+
+
+def test_win_rate_by_hand():
+    # 2 > 1 wins, 1 = 1 ties, 0 < 3 loses: (1 + 0.5 + 0) / 3
+    assert win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 3.0]) == pytest.approx(0.5)
+    assert win_rate([1.0], [0.0]) == 1.0
