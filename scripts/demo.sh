@@ -3,6 +3,8 @@
 # model -> PPO (and PPO with beta = 0, the reward-hacking experiment) -> GRPO -> DPO -> the evaluation table.
 # Usage: bash scripts/demo.sh [OUT_DIR]      (default: out/demo-<date>-<time>; never overwrites a run)
 # QUICK=1 runs every stage for a few steps only (a wiring check, used by the tests; numbers meaningless).
+# STAGE_FLAGS (e.g. "--device=cuda --compile=True") are added to every training stage, EVAL_FLAGS to evaluate.py
+# (scripts/gpu_check.sh runs the QUICK demo on a GPU this way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,6 +19,10 @@ if [ -n "${QUICK:-}" ]; then
 else
   q_sft=(); q_rm=(); q_ppo=(); q_grpo=(); q_dpo=(); q_eval=()
 fi
+read -r -a extra <<< "${STAGE_FLAGS:-}"
+read -r -a q_eval_extra <<< "${EVAL_FLAGS:-}"
+q_sft+=(${extra[@]+"${extra[@]}"}); q_rm+=(${extra[@]+"${extra[@]}"}); q_ppo+=(${extra[@]+"${extra[@]}"})
+q_grpo+=(${extra[@]+"${extra[@]}"}); q_dpo+=(${extra[@]+"${extra[@]}"}); q_eval+=(${q_eval_extra[@]+"${q_eval_extra[@]}"})
 OUT=${1:-out/demo-$(date +%Y%m%d-%H%M%S)}
 if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
 mkdir -p "$OUT"

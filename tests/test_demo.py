@@ -48,3 +48,21 @@ def test_experiments_scripts_need_a_finished_demo(tmp_path, script):
     result = run_script(script, str(tmp_path / "nothing"))
     assert result.returncode == 2
     assert "must be a finished run of scripts/demo.sh" in result.stderr
+
+
+def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
+    """scripts/gpu_check.sh --device=cpu: the same checks as on a GPU (float16 skipped), so the script cannot rot."""
+    result = run_script("scripts/gpu_check.sh", "--device=cpu", str(tmp_path / "check"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for row in ("| toy_pipeline | pass |", "| torchrun_1_process | pass |", "| float16_scaler | skipped",
+                "| throughput | pass |", "| SFT step | 4 x 64 |", "| DPO step |", "| PPO rollout (new tokens) |"):
+        assert row in result.stdout, row
+    assert (tmp_path / "check" / "toy" / "table.md").exists()
+
+
+def test_gpu_check_without_a_gpu_says_so(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_script("scripts/gpu_check.sh", str(tmp_path / "check"))
+    assert result.returncode == 2 and "PyTorch sees no CUDA GPU here; run with --device=cpu" in result.stderr
