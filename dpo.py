@@ -242,8 +242,10 @@ def pair_metrics(losses, chosen_rewards, rejected_rewards, chosen_logps, rejecte
 
 
 @torch.no_grad()
-def reference_logps(ref_model, pairs, pad_id, rt, batch_size=64):
-    """log pi_ref(y_c|x) and log pi_ref(y_r|x) of every pair: (N, 2), [chosen, rejected]."""
+def reference_logps(ref_model, pairs, pad_id, rt, batch_size):
+    """log pi_ref(y_c|x) and log pi_ref(y_r|x) of every pair: (N, 2), [chosen, rejected]; batch_size pairs per
+    forward pass (the training micro-batch: at GPT-2 size the logits of 2 x 64 sequences of 1024 tokens alone
+    would be 26 GB)."""
     out = [torch.stack(concatenated_logps(ref_model, pairs[i:i + batch_size], pad_id, rt), dim=1)
            for i in range(0, len(pairs), batch_size)]
     return torch.cat(out)
@@ -329,7 +331,7 @@ def main():
     ref_train = ref_val = None
     if uses_reference:
         ref_model.to(rt.device).eval()
-        ref_train, ref_val = reference_logps(ref_model, train, tok.pad_id, rt), reference_logps(ref_model, val, tok.pad_id, rt)
+        ref_train, ref_val = (reference_logps(ref_model, split, tok.pad_id, rt, config.batch_size) for split in (train, val))
         del ref_model
 
     policy.to(rt.device)
