@@ -49,7 +49,7 @@ side (the first sample of each), for a person to read; in the toy world too.
     python evaluate.py --judge=none --checkpoints=sft:out/gpt2_hh/sft,ppo:out/gpt2_hh/ppo,dpo:out/gpt2_hh/dpo \
         --reference=out/gpt2_hh/sft --reward_dir=out/gpt2_hh/reward --judge_reward_dir=out/gpt2_hh/reward_judge \
         --base=gpt2 --eval_prompts=data/hh_rlhf/sft_val.jsonl --demos=data/hh_rlhf/sft_val.jsonl \
-        --eval_max_prompts=500 --samples_per_prompt=1 --max_new_tokens=128 --skip_long=True --out_dir=out/gpt2_hh/eval
+        --eval_max_prompts=500 --samples_per_prompt=1 --max_new_tokens=128 --skip_long=True --batch_size=16 --out_dir=out/gpt2_hh/eval
 """
 
 import json
@@ -95,7 +95,7 @@ class EvalConfig:
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
-    batch_size: int = 256  # sequences per forward / generate call
+    batch_size: int = 256  # sequences per forward / generate call (GPT-2 at 1024 tokens: ~16, the logits are B x T x 50257)
     out_dir: str = ""  # if set, write results.json, table.md, metrics.png and frontier.png there
     overwrite: bool = False  # allow replacing the results already in out_dir (each file is replaced when rewritten)
     runs: str = ""  # ppo.py / grpo.py / dpo.py run dirs (name:dir,...) whose periodic evaluations make overoptimization.png

@@ -62,7 +62,7 @@ def make_raw_data(raw_dir, n_train, n_test, seed=0):
         for split, n in (("train", n_train), ("test", n_test)):
             with open(os.path.join(raw_dir, subset, f"{split}.jsonl"), "w") as f:
                 for i in range(n):
-                    f.write(json.dumps(transcript_pair(rng, long=i % 10 == 9)) + "\n")
+                    f.write(json.dumps(transcript_pair(rng, long=i % 20 in (9, 14))) + "\n")  # odd and even: long ones in both halves
 
 
 def run(name, cmd, out):
