@@ -16,9 +16,9 @@ real files would be. Then SFT, the reward model (on the policy half) and the jud
 half), PPO, GRPO, DPO, KTO, and evaluate.py without a gold judge (base row: the random GPT-2 itself).
 
 Printed per stage: wall seconds, peak resident memory (each stage a fresh process; resource's
-RUSAGE_CHILDREN of a wrapper that runs only it), seconds per training step and tokens per second where the
-stage logs them (SFT: tokens per step / time per step; PPO, GRPO: perf/tokens_per_s), and the checkpoint it
-handed on.
+RUSAGE_CHILDREN of a wrapper that runs only it), the median seconds per training step, tokens per second
+(PPO, GRPO: their perf/tokens_per_s, response tokens sampled and trained on; the others: sequences per step x
+the mean length of their data's sequences / seconds per step), and the checkpoint it handed on.
 """
 
 import argparse
@@ -78,14 +78,30 @@ def run(name, cmd, out):
     return time.time() - t0, int(peak) / 1024
 
 
-def step_figures(run_dir):
-    """(median seconds per training step, tokens per second) from a run's metrics.jsonl, where logged."""
+def mean_sequence_tokens(path, block_size=1024):
+    """Mean tokens of the sequences a stage reads from a data file (prompt + response + end-of-text, the ones
+    that fit): SFT demonstrations, or both responses of each preference pair."""
+    from data.formats import format_prompt, format_response, read_jsonl
+    from tokenizer import get_tokenizer
+    tok = get_tokenizer("gpt2")
+    lengths = [len(tok.encode(format_prompt(r["prompt"]))) + len(tok.encode(format_response(r[key]))) + 1
+               for r in read_jsonl(path) for key in ("response", "chosen", "rejected") if key in r]
+    fitting = [n for n in lengths if n <= block_size + 1]
+    return sum(fitting) / len(fitting)
+
+
+def step_figures(run_dir, sequences_per_step=None, data_path=None):
+    """(median seconds per training step, tokens per second): PPO and GRPO log the latter (response tokens
+    sampled and trained on); for the other stages it is sequences per step x their data's mean length / s per step."""
     rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
     steps = sorted(r["time_per_step_s"] for r in rows if "time_per_step_s" in r)
-    tokens = [r["perf/tokens_per_s"] for r in rows if "perf/tokens_per_s" in r]
-    sft = [r["tokens_per_step"] / r["time_per_step_s"] for r in rows if "tokens_per_step" in r and "time_per_step_s" in r]
     per_step = steps[len(steps) // 2] if steps else None
-    return per_step, (tokens or sft or [None])[-1]
+    logged = [r["perf/tokens_per_s"] for r in rows if "perf/tokens_per_s" in r]
+    if logged:
+        return per_step, logged[-1]
+    if per_step and sequences_per_step:
+        return per_step, sequences_per_step * mean_sequence_tokens(data_path) / per_step
+    return per_step, None
 
 
 def main():
@@ -139,10 +155,16 @@ def main():
         ("kto", "kto.py", [f"--init_from={out}/sft", f"--train_data={data}/prefs_train.jsonl", *prefs, "--batch_size=2",
                            "--grad_accum_steps=1", f"--max_iters={steps}", f"--eval_interval={steps}", warm, *small]),
     ]
+    # sequences per training step (batch_size 2: SFT 2 demonstrations; reward and DPO 2 pairs, both responses;
+    # KTO 2 completions) and the data they come from, for tokens per second
+    per_step = {"sft": (2, "sft_train.jsonl"), "reward": (4, "prefs_train_policy.jsonl"),
+                "reward_judge": (4, "prefs_train_judge.jsonl"), "dpo": (4, "prefs_train.jsonl"), "kto": (2, "prefs_train.jsonl")}
     for name, script, flags in stages:
         config = f"config/{'reward' if name == 'reward_judge' else name}_gpt2_hh.py"
         wall, peak = run(name, [py, script, "--config", config, f"--out_dir={out}/{name}", *flags], out)
-        figures.append((name, wall, peak, *step_figures(os.path.join(out, name)), os.path.join(out, name)))
+        n_seq, path = per_step.get(name, (None, None))
+        figures.append((name, wall, peak, *step_figures(os.path.join(out, name), n_seq, path and os.path.join(data, path)),
+                        os.path.join(out, name)))
         print(f"{name}: {wall:.0f} s", flush=True)
     checkpoints = ",".join(f"{n}:{out}/{n}" for n in ("sft", "ppo", "grpo", "dpo", "kto"))
     wall, peak = run("evaluate", [py, "evaluate.py", "--judge=none", f"--base={base}", f"--checkpoints={checkpoints}",
