@@ -12,14 +12,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/direct_experiments.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/direct_experiments}
-for d in "$DEMO/data" "$DEMO/sft" "$DEMO/reward" "$DEMO/dpo"; do
-  [ -d "$d" ] || { echo "error: $d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
-done
-if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
-mkdir -p "$OUT"
-DATA="$DEMO/data"
-t0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+source scripts/from_demo.sh
+from_demo data sft reward dpo
 data=(--init_from="$DEMO/sft" --train_data="$DATA/prefs_train.jsonl" --val_data="$DATA/prefs_val.jsonl"
       --eval_prompts="$DATA/eval_prompts.jsonl")
 run() {  # run NAME SCRIPT CONFIG FLAGS...: a toy run from the demo's SFT checkpoint into OUT/NAME

@@ -11,14 +11,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/direct_sweep.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/direct_sweep}
-for d in "$DEMO/data" "$DEMO/sft"; do
-  [ -d "$d" ] || { echo "error: $d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
-done
-if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
-mkdir -p "$OUT"
-DATA="$DEMO/data"
-t0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+source scripts/from_demo.sh
+from_demo data sft
 run() {  # run NAME SCRIPT CONFIG FLAGS...
   local name=$1 script=$2 config=$3; shift 3
   stage "$name: $script --config $config $*"

@@ -11,14 +11,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/experiments.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/experiments}
-for d in "$DEMO/data" "$DEMO/sft" "$DEMO/reward" "$DEMO/ppo" "$DEMO/ppo_beta0" "$DEMO/dpo"; do
-  [ -d "$d" ] || { echo "error: $d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
-done
-if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
-mkdir -p "$OUT"
-DATA="$DEMO/data"
-t0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+source scripts/from_demo.sh
+from_demo data sft reward ppo ppo_beta0 dpo
 # the demo's runs: PPO at the toy config's beta and at 0, DPO at its config's beta
 ppo_beta=$("$PY" -c "import runpy; print(runpy.run_path('config/ppo_toy.py')['kl_coef'])")
 dpo_beta=$("$PY" -c "import runpy; print(runpy.run_path('config/dpo_toy.py')['beta'])")

@@ -14,14 +14,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/grpo_experiments.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/grpo_experiments}
-for d in "$DEMO/data" "$DEMO/sft" "$DEMO/reward" "$DEMO/ppo" "$DEMO/grpo"; do
-  [ -d "$d" ] || { echo "error: $d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
-done
-if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
-mkdir -p "$OUT"
-DATA="$DEMO/data"
-t0=$(date +%s)
-stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+source scripts/from_demo.sh
+from_demo data sft reward ppo grpo
 grpo() {  # grpo NAME FLAGS...: a run of config/grpo_toy.py from the demo's checkpoints into OUT/NAME
   local name=$1; shift
   stage "GRPO: $name ($*)"

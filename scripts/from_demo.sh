@@ -1,0 +1,16 @@
+# Sourced by the experiment scripts that build on a finished demo run (experiments.sh, grpo_experiments.sh,
+# direct_experiments.sh, direct_sweep.sh), after they set DEMO and OUT:
+#   from_demo SUBDIR...   each DEMO/SUBDIR must exist (else: not a finished demo), OUT must not (never overwrite);
+#                         then creates OUT, sets DATA=DEMO/data and starts the clock of stage()
+#   stage TEXT            a progress line with the seconds since from_demo
+from_demo() {
+  local d
+  for d in "$@"; do
+    [ -d "$DEMO/$d" ] || { echo "error: $DEMO/$d not found: DEMO_DIR must be a finished run of scripts/demo.sh" >&2; exit 2; }
+  done
+  if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
+  mkdir -p "$OUT"
+  DATA="$DEMO/data"
+  t0=$(date +%s)
+}
+stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
