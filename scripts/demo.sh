@@ -58,4 +58,4 @@ stage "evaluation"
   --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
   --demos="$DATA/sft_val.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" --out_dir="$OUT" \
   ${q_eval[@]+"${q_eval[@]}"}
-stage "done: $OUT (table.md, results.json, metrics.png, frontier.png, overoptimization.png, each stage's curves)"
+stage "done: $OUT (table.md, results.json, metrics.png, frontier.png, overoptimization.png, samples.md, each stage's curves)"
