@@ -9,7 +9,8 @@ Precedence: dataclass defaults < the config file < --key=value flags. A config f
 executed (so it may compute values); every top-level name in it that does not start with "_" and is
 not a module must be a key of the dataclass. Unknown keys, in the file or on the command line, are
 an error listing the nearest valid keys (or, for a key renamed since, its new name: RENAMED). An int
-is accepted for a float field, a field whose default is None accepts any value, and `--help` lists
+is accepted for a float field, a field whose default is None accepts any value, a string field takes a
+flag's text as written (`--bon=1,2,4` is the string "1,2,4"), and `--help` lists
 every key with its default and comment. Every value is then checked against its meaningful range
 (RANGES, shared by the stages, and a stage's own), so that `--batch_size=0` is an error naming the key,
 not a run that trains on nothing.
@@ -210,7 +211,10 @@ def parse_config(config_cls, argv=None, prog=None, ranges=None):
         key, text = arg[2:].split("=", 1)
         if key not in valid:
             raise unknown_key_error(f"--{key}", key, valid)
-        values[key] = coerce(f"--{key}", key, parse_value(text), getattr(defaults, key))
+        default, value = getattr(defaults, key), parse_value(text)
+        if isinstance(default, str) and value is not None:  # a string setting takes the flag as written:
+            value = text  # --bon=1,2,4 is '1,2,4', not a tuple; --out_dir=2024 is '2024'
+        values[key] = coerce(f"--{key}", key, value, default)
         sources[key] = f"--{key}"
 
     config = dataclasses.replace(defaults, **values)

@@ -46,6 +46,11 @@ before SFT, prompted with the same template. With out_dir, frontier.png is then 
 model's) score against KL, and samples.md has the first --samples_md prompts answered by every model side by
 side (the first sample of each), for a person to read; in the toy world too.
 
+--bon=1,2,4,...,64 adds best-of-N from the reference (Stiennon et al. 2020; Gao et al. 2022): lcm(N) samples per
+prompt from the reference, split into disjoint groups of N, each group's highest reward-model score kept; rows
+bon_N with the chosen responses' rates and scores, and KL = log N - (N - 1) / N, the analytic KL of best-of-N,
+so the frontier gets the curve every RL method should be compared with.
+
     python evaluate.py --judge=none --checkpoints=sft:out/gpt2_hh/sft,ppo:out/gpt2_hh/ppo,dpo:out/gpt2_hh/dpo \
         --reference=out/gpt2_hh/sft --reward_dir=out/gpt2_hh/reward --judge_reward_dir=out/gpt2_hh/reward_judge \
         --base=gpt2 --eval_prompts=data/hh_rlhf/sft_val.jsonl --demos=data/hh_rlhf/sft_val.jsonl \
@@ -92,6 +97,7 @@ class EvalConfig:
     eval_max_prompts: int = 0  # evaluate the first N prompts only (0 = all)
     skip_long: bool = False  # skip prompts that leave no room for max_new_tokens (HH has some) instead of stopping
     samples_md: int = 8  # prompts in samples.md (with out_dir): every model's answer side by side (0 = none)
+    bon: str = ""  # best-of-N from the reference, e.g. 1,2,4,8,16,32,64: rows bon_N and a reference curve on the frontier
     samples_per_prompt: int = 4  # samples at `temperature` per prompt (the rates average over all of them)
     temperature: float = 1.0  # the sampling temperature the rates are measured at
     max_new_tokens: int = 48  # response length limit (the toy world: longest prompt 72 + 48 <= 128); unended = malformed
@@ -108,7 +114,8 @@ class EvalConfig:
 RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png", "training_curves.png",
                 "samples.md")  # what out_dir gets
 RANGES = {"temperature": at_least(0), "judge": one_of("auto", "toy", "none"), "eval_max_prompts": at_least(0),
-          "samples_md": at_least(0)}  # temperature 0 = greedy; the shared ranges are in configurator.RANGES
+          "samples_md": at_least(0), "bon": (lambda v: all(x.strip().isdigit() and int(x) >= 1 for x in v.split(",")) if v else True,
+                                             "comma-separated integers >= 1, e.g. 1,2,4,8")}  # temperature 0 = greedy; the shared ranges are in configurator.RANGES
 
 
 def parse_checkpoints(spec):
@@ -209,6 +216,37 @@ def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, 
     for column, key in [("win_rate", win_key)] + ([("judge_win_rate", "judge_rm_score")] if judge_model is not None else []):
         row[column] = 0.5 if reference is None else win_rate([s[key] for s in samples], [s[key] for s in reference])
     return row, samples
+
+
+def bon_kl(n):
+    """KL(best-of-n || reference) = log n - (n - 1) / n nats, exactly, for a reward with no ties (Stiennon et al.
+    2020, appendix G; Beirami et al. 2024 show it is an upper bound in general)."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of_n(scores, n):
+    """Indices of the best-of-n choices among each prompt's samples: scores (P, M), M samples per prompt from the
+    reference, M a multiple of n, split into M / n disjoint groups of n in order; each group keeps its highest
+    score (the first on a tie). Returns (P, M / n) column indices into scores. Averaging over the M / n groups
+    gives the same expectation as one best-of-n draw per prompt, with less noise."""
+    P, M = scores.shape
+    groups = scores.view(P, M // n, n)  # (P, M / n, n)
+    return groups.argmax(dim=2) + torch.arange(0, M, n)  # (P, M / n)
+
+
+def bon_rows(samples, prompts, ns, per_prompt, gold_judge):
+    """The rows bon_N: for each N the chosen samples' mean reward-model score (and judge score), the gold judge's
+    rates where there is one, their length, and the analytic KL. samples: per_prompt samples for each prompt in turn."""
+    rows = {}
+    scores = torch.tensor([s["rm_score"] for s in samples]).view(len(prompts), per_prompt)
+    for n in ns:
+        chosen = [samples[p * per_prompt + j] for p, row in enumerate(best_of_n(scores, n).tolist()) for j in row]
+        chosen_prompts = [prompts[p] for p in range(len(prompts)) for _ in range(per_prompt // n)]
+        row = summarize([judge(p, s["text"], s["ended"]) for p, s in zip(chosen_prompts, chosen)]) if gold_judge else {}
+        row.update({k: sum(s[k] for s in chosen) / len(chosen) for k in ("rm_score", "judge_rm_score", "length") if k in chosen[0]})
+        row["kl"] = bon_kl(n)
+        rows[f"bon_{n}"] = row
+    return rows
 
 
 def samples_markdown(prompt_records, samples_of, samples_per_prompt, n_prompts):
@@ -392,6 +430,15 @@ def main():
         policy.to(rt.device).eval()
         rows[name], samples_of[name] = evaluate_model(policy, ref_model, reward_model, reference=reference_samples, **measure)
         print(f"evaluated {name} ({path})", flush=True)
+    if config.bon:  # best-of-N from the reference: the largest N's samples, once, split into groups for the smaller N
+        ns = sorted({int(x) for x in config.bon.split(",")})
+        per_prompt = math.lcm(*ns)
+        prompts = [r["prompt"] for r in prompt_records]
+        torch.manual_seed(config.seed + 1)
+        samples = sample_and_measure(ref_model, ref_model, reward_model, tok, [p for p in prompts for _ in range(per_prompt)],
+                                     config, rt, config.temperature, judge_model)
+        rows.update(bon_rows(samples, prompts, ns, per_prompt, gold_judge))
+        print(f"evaluated best-of-N from the reference, N = {config.bon} ({per_prompt} samples per prompt)", flush=True)
     print(f"\n{len(prompt_records)} held-out prompts x {config.samples_per_prompt} samples at temperature "
           f"{config.temperature:g}" + ("; greedy_score: one greedy response per prompt" if gold_judge else
                                        "; no gold judge: reward models only") + "\n")

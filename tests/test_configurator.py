@@ -59,3 +59,17 @@ def test_help_lists_every_key_with_its_comment(capsys):
     out = capsys.readouterr().out
     assert "--learning_rate=0.0003  # AdamW step size" in out
     assert "--init_from=None  # a checkpoint directory, or None for scratch" in out
+
+
+def test_a_string_setting_takes_a_flag_as_written():
+    """--key=1,2,4 for a string field is the string '1,2,4' (Python would read a tuple); None stays None."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class C:
+        out_dir: str = "out/x"
+        ns: str = ""
+
+    config = parse_config(C, ["--ns=1,2,4", "--out_dir=2024"])
+    assert config.ns == "1,2,4" and config.out_dir == "2024"
+    assert parse_config(C, ["--ns=None"]).ns is None

@@ -86,3 +86,35 @@ def test_win_rate_by_hand():
     # 2 > 1 wins, 1 = 1 ties, 0 < 3 loses: (1 + 0.5 + 0) / 3
     assert win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 3.0]) == pytest.approx(0.5)
     assert win_rate([1.0], [0.0]) == 1.0
+
+
+def test_best_of_n_keeps_each_groups_highest_score():
+    from evaluate import best_of_n
+    scores = torch.tensor([[0.1, 0.5, 0.3, 0.2], [1.0, 1.0, 0.0, 2.0]])
+    assert best_of_n(scores, 1).tolist() == [[0, 1, 2, 3], [0, 1, 2, 3]]  # every sample is its own group
+    assert best_of_n(scores, 2).tolist() == [[1, 2], [0, 3]]  # groups (0, 1), (2, 3); a tie keeps the first
+    assert best_of_n(scores, 4).tolist() == [[1], [3]]
+
+
+def test_bon_kl_against_the_exact_kl_of_best_of_n_over_many_equally_likely_responses():
+    """K equally likely responses with distinct rewards: best-of-n picks the i-th ranked with probability
+    (i / K)^n - ((i - 1) / K)^n, so KL = sum_i p_i log(p_i K), which tends to log n - (n - 1) / n as K grows."""
+    import math
+    from evaluate import bon_kl
+    K = 100_000
+    for n in (1, 2, 4, 64):
+        i = torch.arange(1, K + 1, dtype=torch.float64)
+        p = (i / K) ** n - ((i - 1) / K) ** n
+        exact = float((p[p > 0] * torch.log(p[p > 0] * K)).sum())
+        assert bon_kl(n) == pytest.approx(exact, abs=1e-3), n
+    assert bon_kl(1) == 0.0 and bon_kl(2) == pytest.approx(math.log(2) - 0.5)
+
+
+def test_bon_rows_on_the_frontier(hh_like, tmp_path):
+    result = run_evaluate(hh_like, tmp_path / "eval", bon="1,2,4", samples_md=0)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "eval" / "results.json").read_text())["models"]
+    assert [rows[f"bon_{n}"]["kl"] for n in (1, 2, 4)] == pytest.approx([0.0, 0.19314718, 0.63629436])
+    # the same 4 samples per prompt, in disjoint groups: the mean of each group's best never falls as N grows
+    assert rows["bon_1"]["rm_score"] <= rows["bon_2"]["rm_score"] <= rows["bon_4"]["rm_score"]
+    assert "| bon_4 |" in (tmp_path / "eval" / "table.md").read_text()
