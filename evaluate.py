@@ -70,8 +70,7 @@ from checkpoint import POLICY_STAGES, load_model, load_reward_model, tokenizer_o
 from configurator import at_least, one_of, parse_config, run_cli
 from data.batches import collate, tokenize_prompts
 from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
-from data.toy import world
-from data.toy.judge import check_prompts, format_table, judge, summarize
+from data.toy.judge import check_prompts, format_table, is_toy_prompt, judge, summarize
 from logger import pyplot
 from ppo import decode_responses, response_scores, rollout
 from runtime import setup_runtime
@@ -125,15 +124,6 @@ def parse_checkpoints(spec):
         name, _, path = item.rpartition(":") if ":" in item else ("", "", item)
         out.append((name or os.path.basename(os.path.normpath(path)), path))
     return out
-
-
-def is_toy_prompt(prompt):
-    """Whether the gold judge can score a prompt (it is one of the toy world's)."""
-    try:
-        world.parse_prompt(prompt)
-        return True
-    except ValueError:
-        return False
 
 
 def distinct_n(texts, n):

@@ -111,7 +111,8 @@ def main():
     args = parser.parse_args()
     out = os.path.abspath(args.out_dir)
     if os.path.exists(out):
-        raise SystemExit(f"error: {out} already exists; pass another directory")
+        print(f"error: {out} already exists; pass another directory", file=sys.stderr)
+        sys.exit(2)
     os.makedirs(out)
     py = sys.executable
     t_start = time.time()

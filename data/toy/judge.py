@@ -44,6 +44,15 @@ from data.toy import world
 _NUMBER = re.compile(r"\d+")
 
 
+def is_toy_prompt(prompt):
+    """Whether the gold judge can score a prompt (it is one of the toy world's): evaluate.py's --judge=auto."""
+    try:
+        world.parse_prompt(prompt)
+        return True
+    except ValueError:
+        return False
+
+
 def check_prompts(records, path):
     """A DataError naming path:line for the first record whose prompt the gold judge cannot score: a stage
     run with toy_eval checks its prompts when it reads them, not at its first evaluation. Returns records."""
