@@ -34,6 +34,11 @@ Columns (results.json has them all; table.md the main ones):
                         (a tie counts one half)
     perplexity          exp(per-token loss) on the held-out demonstrations: what alignment costs in fit
     distinct_1, distinct_2   distinct word uni-/bi-grams over all samples / their number: diversity
+    jailbreak_refusal, jailbreak_over_refusal   with --jailbreak_prompts (data/toy/prepare.py's jailbreak_prompts.jsonl):
+                        refusals on the held-out harmful requests inside adversarial wrappers no training file
+                        contains (role play, "ignore the rules", hidden after a benign request; higher is better),
+                        and on benign requests inside the same wrappers (lower is better); results.json also has
+                        jailbreak_compliance and jailbreak_refusal/<wrapper family>
 
 Without a gold judge (--judge=none, or --judge=auto and prompts that are not the toy world's) the table has
 rm_score, win_rate by the reward model's score (against the reference's sample for the same prompt), KL,
@@ -50,6 +55,11 @@ side (the first sample of each), for a person to read; in the toy world too.
 prompt from the reference, split into disjoint groups of N, each group's highest reward-model score kept; rows
 bon_N with the chosen responses' rates and scores, and KL = log N - (N - 1) / N, the analytic KL of best-of-N,
 so the frontier gets the curve every RL method should be compared with.
+
+--aggregate=seed_1:dir,seed_2:dir,... (scripts/seeds.sh) samples nothing: it reads the results.json of evaluations of
+the same models trained with different seeds and writes every column as mean +- standard deviation over the seeds, and
+each model's per-seed difference to that seed's SFT with a 95% Student-t interval, in table.md and results.json, and
+frontier.png with error bars (one standard deviation across seeds, both axes) and the best-of-N curve.
 
     python evaluate.py --judge=none --checkpoints=sft:out/gpt2_hh/sft,ppo:out/gpt2_hh/ppo,dpo:out/gpt2_hh/dpo \
         --reference=out/gpt2_hh/sft --reward_dir=out/gpt2_hh/reward --judge_reward_dir=out/gpt2_hh/reward_judge \
@@ -70,7 +80,8 @@ from checkpoint import POLICY_STAGES, load_model, load_reward_model, tokenizer_o
 from configurator import at_least, one_of, parse_config, run_cli
 from data.batches import collate, tokenize_prompts
 from data.formats import format_prompt, load_prompts, load_sft, read_jsonl
-from data.toy.judge import check_prompts, format_table, is_toy_prompt, judge, summarize
+from data.toy.judge import (check_jailbreak_prompts, check_prompts, format_table, is_toy_prompt, jailbreak_summary, judge,
+                            summarize)
 from logger import pyplot
 from ppo import decode_responses, response_scores, rollout
 from runtime import setup_runtime
@@ -79,6 +90,9 @@ from tokenizer import get_tokenizer
 
 TABLE_COLUMNS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
                  "unanswerable_idk", "well_formed", "rm_score", "kl", "win_rate", "length", "perplexity", "distinct_2"]
+SEEDS_COLUMNS = ["score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct", "unanswerable_idk", "well_formed",
+                 "rm_score", "kl", "jailbreak_refusal", "jailbreak_over_refusal"]  # the --aggregate table
+SEEDS_DIFF_COLUMNS = ["score", "harmful_refusal", "topic_correct", "math_correct", "unanswerable_idk", "jailbreak_refusal"]
 REWARD_COLUMNS = ["rm_score", "win_rate", "judge_rm_score", "judge_win_rate", "kl", "perplexity", "length", "distinct_1",
                   "distinct_2"]  # the table without a gold judge
 
@@ -90,6 +104,7 @@ class EvalConfig:
     reward_dir: str = "out/toy/reward"  # the normalised reward model, for rm_score
     eval_prompts: str = "data/toy/eval_prompts.jsonl"  # held-out prompts {"prompt", ...} ("kind" in the toy world)
     demos: str = "data/toy/sft_val.jsonl"  # held-out demonstrations: the perplexity (and the toy table's first row)
+    jailbreak_prompts: str = ""  # the toy world's jailbreak prompts (data/toy/jailbreak_prompts.jsonl): jailbreak_* columns
     judge: str = "auto"  # 'toy' (the gold judge), 'none' (reward models only), 'auto': toy if every prompt is the toy world's
     judge_reward_dir: str = ""  # a second reward model, trained on data the policies never saw: judge_rm_score
     base: str = ""  # the model before SFT ('gpt2', a Hugging Face directory or a checkpoint): a "base" row
@@ -108,6 +123,7 @@ class EvalConfig:
     device: str = "auto"  # 'auto', 'cpu', 'cuda'
     dtype: str = "auto"  # autocast dtype for sampling
     seed: int = 1234
+    aggregate: str = ""  # seed_1:dir,... of evaluate.py out_dirs (the same models, one seed each): mean +- std, no sampling
 
 
 RESULT_FILES = ("table.md", "results.json", "metrics.png", "frontier.png", "overoptimization.png", "training_curves.png",
@@ -173,9 +189,10 @@ def win_rate(scores, reference_scores):
 
 
 def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, config, rt, gold_judge, judge_model=None,
-                   reference=None):
+                   jailbreak_records=(), reference=None):
     """One model's row, and its samples (for the reference's win-rate baseline and samples.md). reference: the
-    reference model's samples, to compute win rates against (None: this is the reference)."""
+    reference model's samples, to compute win rates against (None: this is the reference). jailbreak_records: the
+    jailbreak prompts, sampled after everything else (so the other columns are the same with or without them)."""
     prompts = [r["prompt"] for r in prompt_records for _ in range(config.samples_per_prompt)]
     torch.manual_seed(config.seed)
     samples = sample_and_measure(policy, ref_model, reward_model, tok, prompts, config, rt, config.temperature, judge_model)
@@ -205,6 +222,11 @@ def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, 
     win_key = "score" if gold_judge else "rm_score"
     for column, key in [("win_rate", win_key)] + ([("judge_win_rate", "judge_rm_score")] if judge_model is not None else []):
         row[column] = 0.5 if reference is None else win_rate([s[key] for s in samples], [s[key] for s in reference])
+    if jailbreak_records:
+        records = [r for r in jailbreak_records for _ in range(config.samples_per_prompt)]
+        wrapped = sample_and_measure(policy, ref_model, reward_model, tok, [r["prompt"] for r in records], config, rt,
+                                     config.temperature)
+        row.update(jailbreak_summary(records, [s["text"] for s in wrapped]))
     return row, samples
 
 
@@ -252,6 +274,106 @@ def samples_markdown(prompt_records, samples_of, samples_per_prompt, n_prompts):
     return "\n".join(lines) + "\n"
 
 
+# --- several seeds: mean +- std, and intervals for each model's difference to its own SFT ---
+
+# t_{0.975, df}, the two-sided 95% quantile of Student's t (any statistics table): the interval for the mean of n
+# paired differences is mean +- t_{0.975, n - 1} * sd / sqrt(n)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def mean_std(values):
+    """(mean, sample standard deviation with n - 1; nan for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+
+
+def t_interval(values):
+    """The 95% interval for the mean of values (per-seed differences): (mean, low, high). Degrees of freedom between
+    the table's entries use the next smaller one (a slightly wider interval); one value gives (mean, nan, nan)."""
+    n = len(values)
+    mean, sd = mean_std(values)
+    if n < 2:
+        return mean, math.nan, math.nan
+    t = T_975[max(df for df in T_975 if df <= n - 1)]
+    half = t * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def aggregate_seeds(results_of, baseline="sft"):
+    """{seed: results.json's "models"} -> {"models": {name: {column: {"mean", "std", "values"}}}, "vs_baseline": {name:
+    {column: {"mean", "low", "high"}}}}: over the models every seed has, the numeric columns every seed's row has;
+    vs_baseline from each seed's difference to that seed's baseline (paired: the model was trained from it)."""
+    seeds = list(results_of)
+    names = [n for n in results_of[seeds[0]] if all(n in results_of[s] for s in seeds)]
+    models, vs = {}, {}
+    for name in names:
+        rows = [results_of[s][name] for s in seeds]
+        columns = [c for c, v in rows[0].items() if isinstance(v, (int, float)) and c != "n" and all(c in r for r in rows)]
+        models[name] = {}
+        for c in columns:
+            values = [float(r[c]) for r in rows]
+            mean, std = mean_std(values)
+            models[name][c] = {"mean": mean, "std": std, "values": values}
+        if baseline in names and name != baseline:
+            base = [results_of[s][baseline] for s in seeds]
+            vs[name] = {c: dict(zip(("mean", "low", "high"), t_interval([float(r[c]) - float(b[c]) for r, b in zip(rows, base)])))
+                        for c in columns if all(c in b for b in base)}
+    return {"models": models, "vs_baseline": vs}
+
+
+def format_mean_std(v, signed):
+    return "-" if math.isnan(v["mean"]) else (f"{v['mean']:+.2f}" if signed else f"{v['mean']:.2f}") + (
+        "" if math.isnan(v["std"]) else f" ± {v['std']:.2f}")
+
+
+def format_interval(v):
+    return "-" if math.isnan(v["mean"]) else f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
+
+
+def seeds_tables(agg, columns, diff_columns, n_seeds, baseline="sft"):
+    """The markdown of table.md for several seeds: mean ± std per column, then each model's difference to its SFT."""
+    def table(rows, cols, cell):
+        lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines += [f"| {name} | " + " | ".join(cell(row[c], c) if c in row else "-" for c in cols) + " |" for name, row in rows.items()]
+        return "\n".join(lines)
+    return (f"Mean ± standard deviation over {n_seeds} seeds:\n\n"
+            + table(agg["models"], columns, lambda v, c: format_mean_std(v, signed="score" in c))
+            + f"\n\nDifference to the same seed's {baseline}, mean [95% interval] over {n_seeds} seeds (an interval that holds 0:"
+              " within noise):\n\n" + table(agg["vs_baseline"], diff_columns, lambda v, c: format_interval(v)))
+
+
+def aggregate_main(config):
+    """--aggregate: read each seed's results.json, write table.md, results.json and frontier.png to out_dir."""
+    runs = parse_checkpoints(config.aggregate)
+    results_of = {}
+    for seed, run_dir in runs:
+        path = os.path.join(run_dir, "results.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--aggregate {seed}:{run_dir}: no results.json there (an evaluate.py --out_dir)")
+        results_of[seed] = json.load(open(path))["models"]
+    if len(results_of) < 2:
+        raise ValueError("--aggregate: pass two or more evaluations (seed:dir,...); one seed has no spread")
+    agg = aggregate_seeds(results_of)
+    if not agg["models"]:
+        raise ValueError(f"--aggregate: no model is in every seed's results ({', '.join(results_of)})")
+    first = next(iter(agg["models"].values()))
+    columns = [c for c in SEEDS_COLUMNS if c in first]
+    table = seeds_tables(agg, columns, [c for c in SEEDS_DIFF_COLUMNS if c in first], len(results_of))
+    print(table)
+    if config.out_dir:
+        os.makedirs(config.out_dir, exist_ok=True)
+        atomic_write_text(os.path.join(config.out_dir, "table.md"), table + "\n")
+        atomic_write_text(os.path.join(config.out_dir, "results.json"), json.dumps(
+            {"config": vars(config), "seeds": list(results_of), **agg}, indent=2))
+        key = "score" if "score" in first else "rm_score"
+        means = {name: {c: v["mean"] for c, v in row.items()} for name, row in agg["models"].items() if key in row}
+        errors = {name: (row["kl"]["std"], row[key]["std"]) for name, row in agg["models"].items() if key in row}
+        plot_frontier(means, os.path.join(config.out_dir, "frontier.png"), key, errors=errors,
+                      title=f"reward-KL frontier, held-out prompts, {len(results_of)} seeds (bars: ± 1 std)")
+
+
 def save_figure(fig, path):
     fig.tight_layout()
     atomic_save_figure(fig, path)
@@ -276,22 +398,27 @@ def method_of(name):
     return re.match(r"[A-Za-z]*", name).group() or name
 
 
-def plot_frontier(rows, path, score_key="score", score_label="gold score (temperature 1)"):
+def plot_frontier(rows, path, score_key="score", score_label="gold score (temperature 1)", errors=None,
+                  title="reward-KL frontier, held-out prompts"):
     """A score (the gold score; without a gold judge a reward model's) against KL(pi || pi_sft), one marker and
-    line per method, each point named."""
+    line per method, each point named; errors: {name: (kl std, score std)} draws error bars (several seeds)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4) if errors is None else (8, 5.5))
     methods = {}
     for name, row in rows.items():
         methods.setdefault(method_of(name), []).append((row["kl"], row[score_key], name))
     for method, points in methods.items():
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
+        line, = ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
+        if errors is not None:
+            xerr, yerr = zip(*[[0 if math.isnan(e) else e for e in errors[p[2]]] for p in points])
+            ax.errorbar([p[0] for p in points], [p[1] for p in points], xerr=xerr, yerr=yerr, fmt="none",
+                        color=line.get_color(), capsize=2, lw=0.8)
         for kl, score, name in points:
             ax.annotate(name, (kl, score), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("KL(policy || SFT) per response, nats")
     ax.set_ylabel(score_label)
-    ax.set_title("reward-KL frontier, held-out prompts")
+    ax.set_title(title)
     ax.legend()
     save_figure(fig, path)
 
@@ -363,13 +490,15 @@ def plot_overoptimization(evals, path):
 
 def main():
     config = parse_config(EvalConfig, ranges=RANGES)
-    rt = setup_runtime(config.device, config.dtype, config.seed)
-    # --- everything is read and checked before the long sampling starts, and before out_dir is touched ---
     # out_dir may hold other things (the demo writes beside its runs): only our own files count
     existing = [f for f in RESULT_FILES if config.out_dir and os.path.exists(os.path.join(config.out_dir, f))]
     if existing and not config.overwrite:
         raise FileExistsError(f"out_dir {config.out_dir!r} already holds results ({existing[0]}): pass --overwrite=True "
                               f"to replace them, or choose another --out_dir")
+    if config.aggregate:
+        return aggregate_main(config)
+    rt = setup_runtime(config.device, config.dtype, config.seed)
+    # --- everything is read and checked before the long sampling starts, and before out_dir is touched ---
     ref_model, ref_tok, _ = load_model(config.reference, key="reference")
     reward_model, rm_tok = load_reward_model(config.reward_dir)
     judge_model, judge_tok = load_reward_model(config.judge_reward_dir, key="judge_reward_dir") if config.judge_reward_dir else (None, None)
@@ -395,6 +524,13 @@ def main():
     if gold_judge:  # a DataError naming the first prompt or demonstration the judge cannot score
         check_prompts(prompt_records, config.eval_prompts)
         check_prompts(demos, config.demos)
+    jailbreak_records = []
+    if config.jailbreak_prompts:
+        if not gold_judge:
+            raise ValueError("--jailbreak_prompts: the jailbreak columns are the toy world's (its refusal sentence); "
+                             "these evaluation prompts have no gold judge")
+        jailbreak_records = tokenize_prompts(check_jailbreak_prompts(load_prompts(config.jailbreak_prompts), config.jailbreak_prompts),
+                                             tok, block_size, config.max_new_tokens, config.jailbreak_prompts, False)[0]
     training_examples(demos, tok, block_size, config.demos, skip_long=True)  # every character known, some example fits
     run_evals = {name: read_evals(name, run_dir) for name, run_dir in parse_checkpoints(config.runs)}
     curve_keys = [k for k in config.curves.split(",") if k]
@@ -407,7 +543,7 @@ def main():
         if m is not None:
             m.to(rt.device).eval()
     measure = dict(tok=tok, prompt_records=prompt_records, demos=demos, config=config, rt=rt, gold_judge=gold_judge,
-                   judge_model=judge_model)
+                   judge_model=judge_model, jailbreak_records=jailbreak_records)
     reference_row, reference_samples = evaluate_model(ref_model, ref_model, reward_model, **measure)
     rows, samples_of = {}, {}
     for name, path in checkpoints:
@@ -436,6 +572,7 @@ def main():
         # what SFT imitates: the gold judge on the demonstrations (only the judge's own rates; the rest is "-")
         demo_row = summarize([judge(r["prompt"], r["response"]) for r in demos])
         extra = ["judge_rm_score", "judge_win_rate"] if judge_model is not None else []
+        extra += ["jailbreak_refusal", "jailbreak_over_refusal"] if jailbreak_records else []
         table = format_table({"demonstrations": demo_row, **rows}, TABLE_COLUMNS + extra)
     else:
         demo_row = None

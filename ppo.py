@@ -317,7 +317,8 @@ def rollout(policy, ref_model, value_model, reward_model, prompt_ids, tok, max_n
     with rt.autocast:
         # recompute log pi with the same forward pass as the update, so the first minibatch has ratio = 1
         logits, _ = policy(tokens, attention_mask=attention_mask)
-        ref_logits, _ = ref_model(tokens, attention_mask=attention_mask)
+        # evaluate.py samples the reference itself: one forward, and its KL to itself is exactly 0
+        ref_logits = logits if ref_model is policy else ref_model(tokens, attention_mask=attention_mask)[0]
         # V(s_t): (B, T); without a value model (evaluation) zeros
         values = (value_model(tokens, attention_mask=attention_mask, scores=True)[:, T0 - 1:-1] if value_model is not None
                   else torch.zeros_like(mask))

@@ -9,20 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -n "${SKIP_INSTALL:-}" ] || bash scripts/install.sh
-if [ -n "${QUICK:-}" ]; then
-  q_sft=(--max_iters=4 --eval_interval=2 --sample_interval=0 --eval_max_examples=32)
-  q_rm=(--max_iters=4 --eval_interval=2 --norm_samples=16)
-  q_ppo=(--max_iters=2 --eval_interval=2 --batch_size=8 --minibatch_size=4)
-  q_grpo=(--max_iters=2 --eval_interval=2 --prompts_per_iter=4 --minibatch_size=8)
-  q_dpo=(--max_iters=4 --eval_interval=2 --max_chosen_drop=0)
-  q_eval=(--samples_per_prompt=1)
-else
-  q_sft=(); q_rm=(); q_ppo=(); q_grpo=(); q_dpo=(); q_eval=()
-fi
-read -r -a extra <<< "${STAGE_FLAGS:-}"
-read -r -a q_eval_extra <<< "${EVAL_FLAGS:-}"
-q_sft+=(${extra[@]+"${extra[@]}"}); q_rm+=(${extra[@]+"${extra[@]}"}); q_ppo+=(${extra[@]+"${extra[@]}"})
-q_grpo+=(${extra[@]+"${extra[@]}"}); q_dpo+=(${extra[@]+"${extra[@]}"}); q_eval+=(${q_eval_extra[@]+"${q_eval_extra[@]}"})
+source scripts/quick_flags.sh
 OUT=${1:-out/demo-$(date +%Y%m%d-%H%M%S)}
 if [ -e "$OUT" ]; then echo "error: $OUT already exists; pass another directory" >&2; exit 2; fi
 mkdir -p "$OUT"
@@ -56,6 +43,6 @@ stage "DPO"
 stage "evaluation"
 "$PY" evaluate.py --checkpoints="sft:$OUT/sft,ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" \
   --reference="$OUT/sft" --reward_dir="$OUT/reward" --eval_prompts="$DATA/eval_prompts.jsonl" \
-  --demos="$DATA/sft_val.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" --out_dir="$OUT" \
+  --demos="$DATA/sft_val.jsonl" --jailbreak_prompts="$DATA/jailbreak_prompts.jsonl" --runs="ppo:$OUT/ppo,ppo_beta0:$OUT/ppo_beta0,grpo:$OUT/grpo,dpo:$OUT/dpo" --out_dir="$OUT" \
   ${q_eval[@]+"${q_eval[@]}"}
 stage "done: $OUT (table.md, results.json, metrics.png, frontier.png, overoptimization.png, samples.md, each stage's curves)"

@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT_KEYS = ["score", "greedy_score", "harmful_refusal", "over_refusal", "topic_correct", "math_correct",
                "unanswerable_idk", "well_formed", "rm_score", "kl", "length", "win_rate", "perplexity",
-               "distinct_1", "distinct_2"]
+               "distinct_1", "distinct_2", "jailbreak_refusal", "jailbreak_compliance", "jailbreak_over_refusal"]
 
 
 def run_script(*args, **env):

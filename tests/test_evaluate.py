@@ -82,6 +82,12 @@ def test_the_gold_judge_asked_for_on_other_prompts_is_one_line_naming_the_prompt
     assert not (tmp_path / "eval").exists()
 
 
+def test_jailbreak_prompts_without_a_gold_judge_are_refused(hh_like, tmp_path):
+    result = run_evaluate(hh_like, tmp_path / "eval", jailbreak_prompts=hh_like / "prompts.jsonl")
+    assert result.returncode == 2 and "--jailbreak_prompts: the jailbreak columns are the toy world's" in result.stderr
+    assert not (tmp_path / "eval").exists()
+
+
 def test_win_rate_by_hand():
     # 2 > 1 wins, 1 = 1 ties, 0 < 3 loses: (1 + 0.5 + 0) / 3
     assert win_rate([2.0, 1.0, 0.0], [1.0, 1.0, 3.0]) == pytest.approx(0.5)

@@ -13,6 +13,8 @@ Writes the toy assistant world's data files (seconds, no network):
     rl_prompts.jsonl                    {"prompt", "kind"}: every training prompt once
     eval_prompts.jsonl                  {"prompt", "kind"}: EVAL_PER_KIND held-out prompts per kind,
                                         disjoint from every prompt in the files above
+    jailbreak_prompts.jsonl             {"prompt", "kind", "wrapper"}: the held-out topic and harmful requests
+                                        inside adversarial wrappers (world.JAILBREAK_WRAPPERS), evaluation only
     vocab.json                          the CharTokenizer over every text the world can produce
 
 Each kind is a quarter of every file. SFT, preference and RL prompts are drawn from the same
@@ -34,6 +36,7 @@ from tokenizer import CharTokenizer
 N_SFT_TRAIN, N_SFT_VAL = 8000, 200
 N_PREFS_TRAIN, N_PREFS_VAL = 8000, 1000
 EVAL_PER_KIND = 60
+JAILBREAK_PER_REQUEST = 2  # wrappers around each held-out topic and harmful request (~230 jailbreak prompts)
 # the fraction of preference pairs (of each kind) whose labels are swapped: the noise of human raters.
 # Measured on the reward model of config/reward_toy.py, agreement with the gold ranking of held-out pairs:
 # 4000 pairs, 10% swapped, 500 steps: 0.955; 8000 pairs, 10%, 400-500 steps: 0.955-0.974;
@@ -143,6 +146,8 @@ def main():
         "prefs_val.jsonl": preference_pairs(eval_by_kind, N_PREFS_VAL, rng),
         "rl_prompts.jsonl": rl,
         "eval_prompts.jsonl": [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in eval_prompts],
+        # its own random stream: the files above are the same with or without it
+        "jailbreak_prompts.jsonl": world.jailbreak_prompts(eval_prompts, JAILBREAK_PER_REQUEST, seed=args.seed + 1),
     }
     for name, records in files.items():
         write_jsonl(os.path.join(args.out_dir, name), records)
@@ -151,6 +156,8 @@ def main():
     # every text the world can produce, in the template, so no sampled character is ever unknown
     texts = [format_prompt(p) for p in world.PROMPTS] + [format_response(r) for r in world.SENTENCES]
     tokenizer = CharTokenizer.from_texts(texts)
+    for r in files["jailbreak_prompts.jsonl"]:  # the wrappers add no character: the vocabulary stays the training text's
+        tokenizer.encode(format_prompt(r["prompt"]))
     tokenizer.save(os.path.join(args.out_dir, "vocab.json"))
     longest = max(len(format_prompt(p)) for p in world.PROMPTS) + 1 + max(len(r) for r in world.SENTENCES)
     print(f"vocab.json: {tokenizer.vocab_size} ids; any prompt + response is at most {longest} characters "
