@@ -344,6 +344,12 @@ def seeds_tables(agg, columns, diff_columns, n_seeds, baseline="sft"):
               " within noise):\n\n" + table(agg["vs_baseline"], diff_columns, lambda v, c: format_interval(v)))
 
 
+def seeds_table_md(agg, n_seeds):
+    """table.md of --aggregate: the SEEDS_COLUMNS and SEEDS_DIFF_COLUMNS the models have."""
+    first = next(iter(agg["models"].values()))
+    return seeds_tables(agg, [c for c in SEEDS_COLUMNS if c in first], [c for c in SEEDS_DIFF_COLUMNS if c in first], n_seeds)
+
+
 def aggregate_main(config):
     """--aggregate: read each seed's results.json, write table.md, results.json and frontier.png to out_dir."""
     runs = parse_checkpoints(config.aggregate)
@@ -359,8 +365,7 @@ def aggregate_main(config):
     if not agg["models"]:
         raise ValueError(f"--aggregate: no model is in every seed's results ({', '.join(results_of)})")
     first = next(iter(agg["models"].values()))
-    columns = [c for c in SEEDS_COLUMNS if c in first]
-    table = seeds_tables(agg, columns, [c for c in SEEDS_DIFF_COLUMNS if c in first], len(results_of))
+    table = seeds_table_md(agg, len(results_of))
     print(table)
     if config.out_dir:
         os.makedirs(config.out_dir, exist_ok=True)
@@ -370,8 +375,10 @@ def aggregate_main(config):
         key = "score" if "score" in first else "rm_score"
         means = {name: {c: v["mean"] for c, v in row.items()} for name, row in agg["models"].items() if key in row}
         errors = {name: (row["kl"]["std"], row[key]["std"]) for name, row in agg["models"].items() if key in row}
+        # one point per model (grpo and grpo_math are different experiments), one curve for best-of-N
         plot_frontier(means, os.path.join(config.out_dir, "frontier.png"), key, errors=errors,
-                      title=f"reward-KL frontier, held-out prompts, {len(results_of)} seeds (bars: ± 1 std)")
+                      title=f"reward-KL frontier, held-out prompts, {len(results_of)} seeds (bars: ± 1 std)",
+                      method=lambda name: "best-of-N" if name.startswith("bon_") else name)
 
 
 def save_figure(fig, path):
@@ -399,14 +406,17 @@ def method_of(name):
 
 
 def plot_frontier(rows, path, score_key="score", score_label="gold score (temperature 1)", errors=None,
-                  title="reward-KL frontier, held-out prompts"):
+                  title="reward-KL frontier, held-out prompts", method=method_of):
     """A score (the gold score; without a gold judge a reward model's) against KL(pi || pi_sft), one marker and
-    line per method, each point named; errors: {name: (kl std, score std)} draws error bars (several seeds)."""
+    line per method (method(name): the model's method), each point named; errors: {name: (kl std, score std)}
+    draws error bars (several seeds)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4) if errors is None else (8, 5.5))
     methods = {}
     for name, row in rows.items():
-        methods.setdefault(method_of(name), []).append((row["kl"], row[score_key], name))
+        methods.setdefault(method(name), []).append((row["kl"], row[score_key], name))
+    if len(methods) > 10:  # more than the default cycle's colours
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
     for method, points in methods.items():
         points.sort()
         line, = ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=method)
@@ -419,7 +429,7 @@ def plot_frontier(rows, path, score_key="score", score_label="gold score (temper
     ax.set_xlabel("KL(policy || SFT) per response, nats")
     ax.set_ylabel(score_label)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=8)  # beside the points, never over them
     save_figure(fig, path)
 
 

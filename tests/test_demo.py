@@ -66,3 +66,45 @@ def test_gpu_check_without_a_gpu_says_so(tmp_path):
         pytest.skip("this machine has a GPU")
     result = run_script("scripts/gpu_check.sh", str(tmp_path / "check"))
     assert result.returncode == 2 and "PyTorch sees no CUDA GPU here; run with --device=cpu" in result.stderr
+
+
+STUB_PYTHON = r"""#!/usr/bin/env bash
+# stands in for python in scripts/seeds.sh: logs its arguments, makes --out_dir with a ckpt.pt, fails on $FAIL_ON
+echo "$*" >> "$STUB_LOG"
+for a in "$@"; do case $a in --out_dir=*) d=${a#--out_dir=};; esac; done
+[ "${1:-}" = -m ] && d=$4  # python -m data.toy.prepare --out_dir DIR
+mkdir -p "$d"; touch "$d/ckpt.pt"
+case $d in *"${FAIL_ON:-no such dir}") exit 1;; esac
+"""
+
+
+def test_seeds_driver_is_resumable(tmp_path):
+    """scripts/seeds.sh's bookkeeping with a stand-in python: a stage that finished is never run again, one that was
+    stopped with a checkpoint continues with --resume=True, one stopped before any is restarted with --overwrite=True."""
+    stub, log, out = tmp_path / "python", tmp_path / "calls.log", tmp_path / "seeds"
+    stub.write_text(STUB_PYTHON)
+    stub.chmod(0o755)
+    env = dict(PYTHON=str(stub), STUB_LOG=str(log), SEEDS="1 2")
+    first = run_script("scripts/seeds.sh", str(out), FAIL_ON="seed_2/kto", **env)
+    assert first.returncode == 1
+    calls = log.read_text().splitlines()
+    assert sum("--seed=1" in c for c in calls) == 11 and calls[-1].startswith("kto.py") and "seed_2/kto" in calls[-1]
+    (out / "seed_2" / "simpo").mkdir()  # as if stopped before its first checkpoint
+    log.unlink()
+    second = run_script("scripts/seeds.sh", str(out), **env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    calls = log.read_text().splitlines()
+    assert not any("seed_1/" in c and "--aggregate" not in c for c in calls)  # seed 1 finished: nothing of it again
+    assert not any("prepare" in c for c in calls)
+    by_dir = {c.split("--out_dir=")[1].split()[0]: c for c in calls}
+    assert "--resume=True" in by_dir[f"{out}/seed_2/kto"] and "--overwrite=True" in by_dir[f"{out}/seed_2/simpo"]
+    assert "--resume=True" not in by_dir[f"{out}/seed_2/orpo"] and "--overwrite=True" not in by_dir[f"{out}/seed_2/orpo"]
+    assert calls[-1].startswith("evaluate.py --aggregate=seed_1:") and f"seed_2:{out}/seed_2/eval" in calls[-1]
+    log.unlink()
+    assert run_script("scripts/seeds.sh", str(out), **env).returncode == 0
+    assert [c.split()[1].split("=")[0] for c in log.read_text().splitlines()] == ["--aggregate"]  # only the cheap step
+
+
+def test_seeds_driver_needs_two_seeds(tmp_path):
+    result = run_script("scripts/seeds.sh", str(tmp_path / "s"), SEEDS="1")
+    assert result.returncode == 2 and "SEEDS needs two or more seeds" in result.stderr

@@ -124,3 +124,35 @@ def test_bon_rows_on_the_frontier(hh_like, tmp_path):
     # the same 4 samples per prompt, in disjoint groups: the mean of each group's best never falls as N grows
     assert rows["bon_1"]["rm_score"] <= rows["bon_2"]["rm_score"] <= rows["bon_4"]["rm_score"]
     assert "| bon_4 |" in (tmp_path / "eval" / "table.md").read_text()
+
+
+# -----------------------------------------------------------------------------
+# several seeds (evaluate.py --aggregate), against numbers worked out by hand
+
+def test_mean_std_and_the_95_percent_interval_by_hand():
+    import math
+    from evaluate import mean_std, t_interval
+    assert mean_std([1.0, 2.0, 4.0]) == pytest.approx((7 / 3, math.sqrt(7 / 3)))  # squares 16/9 + 1/9 + 25/9 = 42/9, / 2
+    # diffs 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t_{0.975, 2} = 4.303 (any t table): 0.2 -+ 4.303 * 0.1 / sqrt(3)
+    mean, low, high = t_interval([0.1, 0.2, 0.3])
+    assert (mean, low, high) == pytest.approx((0.2, 0.2 - 0.248434, 0.2 + 0.248434), abs=1e-6)
+    # two values: sd = 1 / sqrt(2), so the half width is t_{0.975, 1} * sd / sqrt(2) = 12.706 / 2
+    assert t_interval([1.0, 2.0]) == pytest.approx((1.5, 1.5 - 6.353, 1.5 + 6.353))
+    assert math.isnan(mean_std([3.0])[1]) and math.isnan(t_interval([3.0])[1])
+
+
+def test_aggregate_seeds_pairs_each_model_with_its_own_seeds_sft():
+    from evaluate import aggregate_seeds, seeds_tables
+    results = {"a": {"sft": {"score": 0.4, "n": 960}, "ppo": {"score": 0.8, "kl": 0.3, "n": 960}},
+               "b": {"sft": {"score": 0.5, "n": 960}, "ppo": {"score": 0.8, "kl": 0.5, "n": 960}},
+               "c": {"sft": {"score": 0.3, "n": 960}, "ppo": {"score": 0.8, "kl": 0.4, "n": 960}, "only_c": {"score": 1.0}}}
+    agg = aggregate_seeds(results)
+    assert set(agg["models"]) == {"sft", "ppo"}  # a model some seed lacks is left out
+    assert agg["models"]["ppo"]["kl"]["mean"] == pytest.approx(0.4) and agg["models"]["ppo"]["kl"]["std"] == pytest.approx(0.1)
+    assert agg["models"]["ppo"]["score"]["values"] == [0.8, 0.8, 0.8] and "n" not in agg["models"]["ppo"]
+    # paired: ppo - sft per seed is 0.4, 0.3, 0.5 -> mean 0.4, sd 0.1, the same interval as t_interval's hand check
+    d = agg["vs_baseline"]["ppo"]["score"]
+    assert (d["mean"], d["low"], d["high"]) == pytest.approx((0.4, 0.4 - 0.248434, 0.4 + 0.248434), abs=1e-6)
+    assert "kl" not in agg["vs_baseline"]["ppo"] and "sft" not in agg["vs_baseline"]  # sft has no kl column here
+    table = seeds_tables(agg, ["score", "kl"], ["score"], 3)
+    assert "| ppo | +0.80 ± 0.00 | 0.40 ± 0.10 |" in table and "| ppo | +0.40 [+0.15, +0.65] |" in table
