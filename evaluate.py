@@ -301,10 +301,12 @@ def t_interval(values):
     return mean, mean - half, mean + half
 
 
-def aggregate_seeds(results_of, baseline="sft"):
+def aggregate_seeds(results_of, baseline="sft", pair_columns=("score",)):
     """{seed: results.json's "models"} -> {"models": {name: {column: {"mean", "std", "values"}}}, "vs_baseline": {name:
-    {column: {"mean", "low", "high"}}}}: over the models every seed has, the numeric columns every seed's row has;
-    vs_baseline from each seed's difference to that seed's baseline (paired: the model was trained from it)."""
+    {column: {"mean", "low", "high"}}}, "pairwise": {"a - b": {column: {"mean", "low", "high"}}}}: over the models every
+    seed has, the numeric columns every seed's row has; vs_baseline from each seed's difference to that seed's
+    baseline (paired: the model was trained from it); pairwise the same for every two models (not best-of-N rows),
+    paired by seed, for pair_columns."""
     seeds = list(results_of)
     names = [n for n in results_of[seeds[0]] if all(n in results_of[s] for s in seeds)]
     models, vs = {}, {}
@@ -320,7 +322,12 @@ def aggregate_seeds(results_of, baseline="sft"):
             base = [results_of[s][baseline] for s in seeds]
             vs[name] = {c: dict(zip(("mean", "low", "high"), t_interval([float(r[c]) - float(b[c]) for r, b in zip(rows, base)])))
                         for c in columns if all(c in b for b in base)}
-    return {"models": models, "vs_baseline": vs}
+    methods = [n for n in names if not n.startswith("bon_")]
+    pairwise = {f"{a} - {b}": {c: dict(zip(("mean", "low", "high"), t_interval(
+                    [float(results_of[s][a][c]) - float(results_of[s][b][c]) for s in seeds])))
+                               for c in pair_columns if c in models[a] and c in models[b]}
+                for i, a in enumerate(methods) for b in methods[i + 1:]}
+    return {"models": models, "vs_baseline": vs, "pairwise": pairwise}
 
 
 def format_mean_std(v, signed):
@@ -361,7 +368,7 @@ def aggregate_main(config):
         results_of[seed] = json.load(open(path))["models"]
     if len(results_of) < 2:
         raise ValueError("--aggregate: pass two or more evaluations (seed:dir,...); one seed has no spread")
-    agg = aggregate_seeds(results_of)
+    agg = aggregate_seeds(results_of, pair_columns=SEEDS_DIFF_COLUMNS)
     if not agg["models"]:
         raise ValueError(f"--aggregate: no model is in every seed's results ({', '.join(results_of)})")
     first = next(iter(agg["models"].values()))

@@ -154,5 +154,7 @@ def test_aggregate_seeds_pairs_each_model_with_its_own_seeds_sft():
     d = agg["vs_baseline"]["ppo"]["score"]
     assert (d["mean"], d["low"], d["high"]) == pytest.approx((0.4, 0.4 - 0.248434, 0.4 + 0.248434), abs=1e-6)
     assert "kl" not in agg["vs_baseline"]["ppo"] and "sft" not in agg["vs_baseline"]  # sft has no kl column here
+    # every two models, paired by seed: ppo - sft is the same interval as vs_baseline's
+    assert agg["pairwise"]["sft - ppo"]["score"]["mean"] == pytest.approx(-0.4) and list(agg["pairwise"]) == ["sft - ppo"]
     table = seeds_tables(agg, ["score", "kl"], ["score"], 3)
     assert "| ppo | +0.80 ± 0.00 | 0.40 ± 0.10 |" in table and "| ppo | +0.40 [+0.15, +0.65] |" in table
