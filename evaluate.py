@@ -341,14 +341,10 @@ def format_interval(v):
 
 def seeds_tables(agg, columns, diff_columns, n_seeds, baseline="sft"):
     """The markdown of table.md for several seeds: mean ± std per column, then each model's difference to its SFT."""
-    def table(rows, cols, cell):
-        lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(cell(row[c], c) if c in row else "-" for c in cols) + " |" for name, row in rows.items()]
-        return "\n".join(lines)
     return (f"Mean ± standard deviation over {n_seeds} seeds:\n\n"
-            + table(agg["models"], columns, lambda v, c: format_mean_std(v, signed="score" in c))
+            + format_table(agg["models"], columns, cell=lambda v, c: format_mean_std(v, signed="score" in c))
             + f"\n\nDifference to the same seed's {baseline}, mean [95% interval] over {n_seeds} seeds (an interval that holds 0:"
-              " within noise):\n\n" + table(agg["vs_baseline"], diff_columns, lambda v, c: format_interval(v)))
+              " within noise):\n\n" + format_table(agg["vs_baseline"], diff_columns, cell=lambda v, c: format_interval(v)))
 
 
 def seeds_table_md(agg, n_seeds):

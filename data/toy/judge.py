@@ -178,16 +178,17 @@ def eval_metrics(results):
     return {"eval/gold_score": s["score"], **{f"eval/{k}": s[k] for k in LOGGED}}
 
 
-def format_table(rows, columns=None):
+def format_table(rows, columns=None, cell=None):
     """{model name: {column: value}} -> a markdown table, one row per model: the given columns, or every
-    key of the rows. Scores are signed; a missing or nan value is "-"."""
+    key of the rows. Scores are signed; a missing or nan value is "-". cell(value, column) formats other values
+    (evaluate.py --aggregate: mean ± std)."""
     columns = columns or list(dict.fromkeys(k for summary in rows.values() for k in summary))
     lines = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, summary in rows.items():
         cells = []
         for c in columns:
             v = summary.get(c, math.nan)
-            cells.append("-" if isinstance(v, float) and math.isnan(v) else
+            cells.append("-" if isinstance(v, float) and math.isnan(v) else cell(v, c) if cell is not None else
                          str(v) if isinstance(v, int) else f"{v:+.2f}" if "score" in c else f"{v:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
