@@ -227,8 +227,31 @@ class Stopped(Exception):
     the file being written is removed, the last checkpoint stays."""
 
 
-def _raise_stopped(signum, frame):
-    raise Stopped(signal.Signals(signum).name)
+_signal_received = None  # the name of the SIGINT / SIGTERM this process got, once it got one
+
+
+def _raise_on_signal(signum, frame):
+    global _signal_received
+    _signal_received = signal.Signals(signum).name
+    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(_signal_received)
+
+
+def stop_if_signalled():
+    """Called at the top of every training step. Python runs a signal's handler between any two bytecodes,
+    also inside a weakref callback or a __del__ that the garbage collector runs (matplotlib leaves many), and
+    an exception raised there cannot propagate: Python prints "Exception ignored in ..." and carries on. The
+    handler has noted the signal, so the run stops here instead of training on."""
+    if _signal_received == "SIGINT":
+        raise KeyboardInterrupt
+    if _signal_received is not None:
+        raise Stopped(_signal_received)
+
+
+def _quiet_about_stops(unraisable):
+    """sys.unraisablehook: a stop that could not propagate is not an error to print (stop_if_signalled acts
+    on it); anything else is printed as Python would."""
+    if not issubclass(unraisable.exc_type, (KeyboardInterrupt, Stopped)):
+        sys.__unraisablehook__(unraisable)
 
 
 def run_cli(main):
@@ -236,7 +259,9 @@ def run_cli(main):
     cannot be read or written, a non-finite number) ends with one line on stderr and exit status 2; Ctrl-C
     and SIGTERM with one line and 128 + the signal's number, after the file being written (if any) is
     removed: every checkpoint already written stays. Set TINYRLHF_TRACEBACK=1 to see the traceback."""
-    signal.signal(signal.SIGTERM, _raise_stopped)
+    signal.signal(signal.SIGINT, _raise_on_signal)
+    signal.signal(signal.SIGTERM, _raise_on_signal)
+    sys.unraisablehook = _quiet_about_stops
     try:
         main()
     except (KeyboardInterrupt, Stopped) as e:

@@ -58,7 +58,7 @@ import torch
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import ConfigError, above, at_least, between, one_of, parse_config, run_cli
+from configurator import ConfigError, above, at_least, between, one_of, parse_config, run_cli, stop_if_signalled
 from data.batches import collate, tokenize_pairs, tokenize_prompts
 from data.formats import load_prefs, load_prompts
 from data.toy.judge import check_prompts
@@ -344,6 +344,7 @@ def main():
     # --- the training loop -----------------------------------------------------------------------------------
     model.train()
     while step < config.max_iters:
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         indices = batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 import torch
 
 from checkpoint import load_checkpoint, load_model, load_reward_model, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import above, at_least, between, one_of, parse_config, run_cli
+from configurator import above, at_least, between, one_of, parse_config, run_cli, stop_if_signalled
 from data.batches import tokenize_prompts
 from data.formats import DataError, load_prompts, where_is
 from data.toy import verifier as toy_verifier
@@ -352,6 +352,7 @@ def main():
 
     # --- the training loop ---------------------------------------------------------------------------
     for it in range(start + 1, config.max_iters + 1):
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         t_start = time.time()
         # 1. rollout: this rank's P prompts, G responses each, group after group
         ids, group = rank_groups(len(prompt_ids), P, G, config.seed, it, rt.rank, rt.world_size)  # (B,), (B,)

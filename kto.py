@@ -43,7 +43,7 @@ import torch
 from torch.nn import functional as F
 
 from checkpoint import load_checkpoint, load_model, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import above, at_least, parse_config, run_cli
+from configurator import above, at_least, parse_config, run_cli, stop_if_signalled
 from data.batches import check_length, collate, encode, tokenize_pairs, tokenize_prompts
 from data.formats import DataError, format_prompt, format_response, load_prefs, load_prompts, load_unpaired, read_jsonl, where_is
 from data.toy.judge import check_prompts
@@ -291,6 +291,7 @@ def main():
     # --- the training loop -----------------------------------------------------------------------------------
     model.train()
     while step < config.max_iters:
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         indices = batch_indices(len(train), global_batch, config.seed, step)

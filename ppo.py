@@ -48,7 +48,7 @@ import torch.nn as nn
 
 from checkpoint import (load_checkpoint, load_model, load_reward_model, prepare_out_dir, restore_training_state,
                         save_checkpoint)
-from configurator import above, at_least, between, one_of, parse_config, run_cli
+from configurator import above, at_least, between, one_of, parse_config, run_cli, stop_if_signalled
 from data.batches import left_pad, tokenize_prompts
 from data.formats import format_prompt, load_prompts
 from data.toy.judge import check_prompts, eval_metrics, judge
@@ -460,6 +460,7 @@ def main():
 
     # --- the training loop ---------------------------------------------------------------------------
     for it in range(start + 1, config.max_iters + 1):
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         t_start = time.time()
         # 1. rollout: this rank's share of a global batch drawn the same way on every rank
         ids = batch_indices(len(prompt_ids), config.batch_size * rt.world_size, config.seed, it)

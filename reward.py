@@ -39,7 +39,7 @@ from torch.nn import functional as F
 from atomic_io import atomic_save_figure, atomic_write_text
 from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state,
                         save_checkpoint, tokenizer_of)
-from configurator import at_least, parse_config, run_cli
+from configurator import at_least, parse_config, run_cli, stop_if_signalled
 from data.batches import collate_sequences, tokenize_pairs, tokenize_prompts
 from data.formats import format_prompt, format_response, load_prefs, load_prompts
 from data.toy.judge import check_prompts
@@ -254,6 +254,7 @@ def main():
     # --- the training loop -------------------------------------------------------------------------------
     model.train()
     while step < config.max_iters:
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         step_pairs = [train[i] for i in batch_indices(len(train), global_batch, config.seed, 0 if config.overfit_batch else step)]

@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from checkpoint import (load_checkpoint, load_model, model_from_checkpoint, prepare_out_dir, restore_training_state,
                         save_checkpoint)
-from configurator import parse_config, run_cli
+from configurator import parse_config, run_cli, stop_if_signalled
 from data.batches import collate, tokenize_demonstrations
 from data.formats import load_sft
 from logger import MetricsLogger
@@ -195,6 +195,7 @@ def main():
     # --- the training loop ----------------------------------------------------------------------
     model.train()
     while step < config.max_iters:
+        stop_if_signalled()  # a Ctrl-C / SIGTERM whose exception Python swallowed (configurator.py)
         lr = lr_at(step, config.learning_rate, config.min_lr, config.warmup_iters, config.max_iters)
         set_lr(optimizer, lr)
         # every rank draws the same global batch, then takes its own micro-batches from it
