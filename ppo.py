@@ -357,7 +357,8 @@ def ppo_update(model, optimizer, batch, advantages, returns, ppo_epochs, minibat
             mb_values = all_values[:, T0 - 1:-1].float()  # (mb, T): V(s_t)
             pg_loss, approx_kl, clipfrac = policy_loss(logp, batch["logp"][mb], advantages[mb], mb_mask, clip_coef)
             vf_loss, vf_clipfrac = value_loss(mb_values, batch["values"][mb], returns[mb], mb_mask, clip_coef_vf)
-            entropy = masked_mean(entropy_from_logits(logits / temperature), mb_mask)
+            with torch.set_grad_enabled(ent_coef > 0):  # logged always; differentiated only when it is in the loss
+                entropy = masked_mean(entropy_from_logits(logits / temperature), mb_mask)
             loss = pg_loss + vf_coef * vf_loss - ent_coef * entropy
             rt.scaler.scale(loss).backward()
             grad_norms.append(optimizer_step(model, optimizer, rt.scaler, grad_clip))
