@@ -85,6 +85,7 @@ from data.toy.judge import (check_jailbreak_prompts, check_prompts, format_table
 from logger import pyplot
 from ppo import decode_responses, response_scores, rollout
 from runtime import setup_runtime
+from sampling import generate_responses
 from sft import supervised_loss_sum, training_examples
 from tokenizer import get_tokenizer
 
@@ -224,9 +225,10 @@ def evaluate_model(policy, ref_model, reward_model, tok, prompt_records, demos, 
         row[column] = 0.5 if reference is None else win_rate([s[key] for s in samples], [s[key] for s in reference])
     if jailbreak_records:
         records = [r for r in jailbreak_records for _ in range(config.samples_per_prompt)]
-        wrapped = sample_and_measure(policy, ref_model, reward_model, tok, [r["prompt"] for r in records], config, rt,
-                                     config.temperature)
-        row.update(jailbreak_summary(records, [s["text"] for s in wrapped]))
+        # only the text is judged here: sampling alone, no reference or reward-model forwards
+        wrapped = generate_responses(policy, tok, [r["prompt"] for r in records], config.max_new_tokens, config.temperature,
+                                     batch_size=config.batch_size, device=rt.device, autocast=rt.autocast)
+        row.update(jailbreak_summary(records, [text for text, _ in wrapped]))
     return row, samples
 
 
