@@ -69,7 +69,8 @@ class CausalSelfAttention(nn.Module):
         fp32_on_cpu = kv_cache is None and q.device.type == "cpu" and dtype == torch.bfloat16
         if fp32_on_cpu:
             # CPU only: the bf16 attention kernels' backward is ~5x slower than fp32's (torch 2.13; 23 ms against 5 ms
-            # at 32 x 100 tokens, half of a toy SFT step), and fp32 costs the same forward: attend in fp32 here
+            # at 32 x 100 tokens, half of a toy SFT step), and fp32 costs the same forward: attend in fp32 here.
+            # generate() (with the cache) stays in bf16, where the cache's half-size keys and values are faster
             q, k, v = q.float(), k.float(), v.float()
         dropout_p = self.dropout if self.training else 0.0
         with torch.autocast("cpu", enabled=False) if fp32_on_cpu else contextlib.nullcontext():  # autocast would recast

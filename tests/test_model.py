@@ -317,3 +317,25 @@ def test_set_dropout_reaches_every_dropout():
     assert not torch.equal(model(x)[0], model(x)[0])  # dropout is on in train mode
     model.set_dropout(0.0)
     assert torch.equal(model(x)[0], model(x)[0])
+
+
+def test_cpu_bf16_autocast_attends_in_fp32_except_in_generate(tiny_model, monkeypatch):
+    # the CPU's bf16 attention backward is ~5x slower than fp32's: full sequences (training, scoring) attend in
+    # fp32 under bf16 autocast; generate() (prefill and decode steps, with the KV cache) in bf16
+    import model as model_module
+    seen, sdpa = [], F.scaled_dot_product_attention
+
+    def recording_sdpa(q, k, v, **kwargs):
+        seen.append(q.dtype)
+        return sdpa(q, k, v, **kwargs)
+    monkeypatch.setattr(model_module.F, "scaled_dot_product_attention", recording_sdpa)
+    idx = torch.randint(0, tiny_model.config.vocab_size, (2, 10))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, _ = tiny_model(idx)
+        assert set(seen) == {torch.float32}
+        logits.float().sum().backward()  # the gradient flows back through the casts
+        seen.clear()
+        tiny_model.generate(idx, 3, temperature=0)
+    n_layer = tiny_model.config.n_layer
+    assert seen == [torch.bfloat16] * 3 * n_layer  # the prefill, then 2 decode steps
+    assert all(p.grad is not None for p in tiny_model.transformer.h[0].attn.parameters())
