@@ -75,7 +75,8 @@ class CausalSelfAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         with torch.autocast("cpu", enabled=False) if fp32_on_cpu else contextlib.nullcontext():  # autocast would recast
             if attn_mask is None:
-                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+                # causal; a single query (a decode step after cached keys) sees every key
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=T > 1)
             else:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         y = y.to(dtype).transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
@@ -301,11 +302,11 @@ class GPT(nn.Module):
         B, T = idx.shape
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} tokens is longer than block_size {self.config.block_size}")
-        if attention_mask is None and kv_cache is not None:
-            # with a cache the keys reach back before this call: an explicit mask keeps causality right
+        if attention_mask is None and kv_cache is not None and start > 0 and T > 1:
+            # a chunk after cached keys: an explicit mask keeps causality right
             attention_mask = torch.ones(B, start + T, dtype=torch.long, device=idx.device)
         if attention_mask is None:
-            pos = torch.arange(T, device=idx.device)[None]  # (1, T)
+            pos = torch.arange(start, start + T, device=idx.device)[None]  # (1, T)
             attn_mask = None  # plain causal attention
         else:
             pos = positions_from_mask(attention_mask)[:, start:start + T]  # (B, T)
@@ -357,32 +358,38 @@ class GPT(nn.Module):
             attention_mask = torch.ones_like(idx)
         # the mask grows with every sampled token: 1 for tokens up to and including a row's EOS, 0 after
         mask = torch.cat([attention_mask.long(), attention_mask.new_zeros(B, max_new_tokens).long()], dim=1)  # (B, T_max)
-        n_head, C = self.config.n_head, self.config.n_embd
-        dtype = self.lm_head.weight.dtype if not torch.is_autocast_enabled(idx.device.type) \
-            else torch.get_autocast_dtype(idx.device.type)
-        kv_cache = [(idx.new_zeros(B, n_head, T_max, C // n_head, dtype=dtype),
-                     idx.new_zeros(B, n_head, T_max, C // n_head, dtype=dtype)) for _ in self.transformer.h]
+        # inference mode skips even the bookkeeping no_grad keeps (version counters, view tracking): ~4% of a tiny
+        # model's decode step. Its tensors may not enter autograd later, so the results leave it as clones
+        with torch.inference_mode():
+            n_head, C = self.config.n_head, self.config.n_embd
+            dtype = self.lm_head.weight.dtype if not torch.is_autocast_enabled(idx.device.type) \
+                else torch.get_autocast_dtype(idx.device.type)
+            kv_cache = [(idx.new_zeros(B, n_head, T_max, C // n_head, dtype=dtype),
+                         idx.new_zeros(B, n_head, T_max, C // n_head, dtype=dtype)) for _ in self.transformer.h]
 
-        tokens = [idx]
-        logprobs = []
-        finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        x = self.hidden_states(idx, mask[:, :T0], kv_cache, start=0)[:, -1]  # prefill: (B, C)
-        for step in range(max_new_tokens):
-            logits = self.lm_head(x).float()  # (B, vocab)
-            next_token, logprob = sample_next_token(logits, temperature, top_k, top_p)  # (B,), (B,)
-            next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
-            tokens.append(next_token[:, None])
-            logprobs.append(torch.where(finished, torch.zeros_like(logprob), logprob)[:, None])
-            mask[:, T0 + step] = (~finished).long()
-            if eos_token_id is not None:
-                finished = finished | (next_token == eos_token_id)
-            if finished.all() or step == max_new_tokens - 1:
-                break
-            x = self.hidden_states(next_token[:, None], mask[:, :T0 + step + 1], kv_cache, start=T0 + step)[:, -1]
-        out = torch.cat(tokens, dim=1)
-        if return_logprobs:
-            return out, torch.cat(logprobs, dim=1)
-        return out
+            # without padding in the prompts every query attends every cached key: no mask needed (a row that ended
+            # is discarded, so what it attends after its EOS does not matter)
+            padded = not bool(attention_mask.all())
+            tokens = [idx]
+            logprobs = []
+            finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
+            x = self.hidden_states(idx, mask[:, :T0] if padded else None, kv_cache, start=0)[:, -1]  # prefill: (B, C)
+            for step in range(max_new_tokens):
+                logits = self.lm_head(x).float()  # (B, vocab)
+                next_token, logprob = sample_next_token(logits, temperature, top_k, top_p)  # (B,), (B,)
+                next_token = torch.where(finished, torch.full_like(next_token, pad_token_id), next_token)
+                tokens.append(next_token[:, None])
+                logprobs.append(torch.where(finished, torch.zeros_like(logprob), logprob)[:, None])
+                mask[:, T0 + step] = (~finished).long()
+                if eos_token_id is not None:
+                    finished = finished | (next_token == eos_token_id)
+                if finished.all() or step == max_new_tokens - 1:
+                    break
+                step_mask = mask[:, :T0 + step + 1] if padded else None
+                x = self.hidden_states(next_token[:, None], step_mask, kv_cache, start=T0 + step)[:, -1]  # (B, C)
+            out = torch.cat(tokens, dim=1)  # (B, T0 + T_new)
+            logprobs = torch.cat(logprobs, dim=1)  # (B, T_new)
+        return (out.clone(), logprobs.clone()) if return_logprobs else out.clone()
 
     # -------------------------------------------------------------------------------------------------
     # GPT-2 weights in the Hugging Face layout

@@ -73,6 +73,20 @@ def test_loss_matches_hf_with_ignored_targets(hf_and_ours):
     assert abs(loss.item() - ref.item()) <= 1e-5
 
 
+def test_greedy_generation_matches_hf_generate(hf_and_ours):
+    # transformers' generate() is the reference sampler: the same greedy tokens, one batch of unpadded prompts
+    # (our decode steps then run without a mask) and one left-padded batch (with the padding mask)
+    hf, ours, _ = hf_and_ours
+    torch.manual_seed(5)
+    unpadded = torch.randint(1, TINY["vocab_size"], (3, 6))
+    idx, mask = left_pad([torch.randint(1, TINY["vocab_size"], (n,)) for n in (9, 4, 13)], pad_id=0)
+    for prompts, attention_mask in ((unpadded, torch.ones_like(unpadded)), (idx, mask)):
+        ref = hf.generate(prompts, attention_mask=attention_mask, max_new_tokens=20, do_sample=False,
+                          eos_token_id=None, pad_token_id=0)
+        out = ours.generate(prompts, 20, temperature=0, attention_mask=attention_mask)
+        assert torch.equal(out, ref)
+
+
 def test_save_pretrained_opens_in_hf(tmp_path):
     torch.manual_seed(1)
     ours = GPT(GPTConfig(block_size=64, vocab_size=101, n_layer=2, n_head=4, n_embd=32)).eval()
@@ -221,6 +235,17 @@ def test_sampled_logprobs_match_recomputation(tiny_model):
     T0 = idx.shape[1]
     ref = torch.log_softmax(logits[:, T0 - 1:-1] / 0.7, dim=-1).gather(-1, out[:, T0:, None]).squeeze(-1)
     assert torch.allclose(logprobs, ref, atol=1e-5)
+
+
+def test_generated_tensors_are_ordinary_tensors(tiny_model):
+    # generate() runs in inference mode; what it returns must still work in autograd and take in-place edits,
+    # as PPO does with the tokens (gather saves them for backward) and a learner might
+    out, logprobs = tiny_model.generate(torch.randint(0, 50, (2, 4)), 5, temperature=1.0, return_logprobs=True)
+    assert not out.is_inference() and not logprobs.is_inference()
+    logits, _ = tiny_model(out)
+    token_logprobs(logits[:, :-1], out[:, 1:]).sum().backward()
+    out[:, -1] = 0
+    logprobs += 1
 
 
 def test_token_logprobs_against_log_softmax():
