@@ -265,10 +265,9 @@ def run_cli(main):
     sys.unraisablehook = _quiet_about_stops
     try:
         main()
-        # A DistributedDataParallel wrapper sits in a reference cycle, so main()'s return does not free it, nor
-        # the gloo process group it holds. Left to interpreter shutdown, that teardown aborted a finished
-        # torchrun rank ("terminate called without an active exception": 3 of 120 runs of tests/test_kto.py's
-        # DDP smoke run; 0 of 105 with this collection).
+        # a DistributedDataParallel wrapper sits in a reference cycle, so main()'s return frees neither it nor
+        # the gloo process group it holds; left to interpreter shutdown, that teardown now and then aborted a
+        # finished torchrun rank ("terminate called without an active exception"). runtime.teardown has the rest.
         gc.collect()
     except (KeyboardInterrupt, Stopped) as e:
         if os.environ.get("TINYRLHF_TRACEBACK"):

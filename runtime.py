@@ -197,6 +197,7 @@ def teardown(rt):
     if rt.ddp:
         # wait for every rank (rank 0 may still be writing the last checkpoint): a rank that tore down gloo
         # while another still held its connections was aborted at exit ("terminate called without an
-        # active exception") after a finished run
+        # active exception") after a finished run. The DDP wrapper, which still holds the group, is freed
+        # once main() has returned: configurator.run_cli collects it before the interpreter shuts down
         dist.barrier()
         dist.destroy_process_group()
