@@ -416,6 +416,10 @@ class GPT(nn.Module):
             raise ValueError(f"{config_path}: not a JSON config ({e})") from None
         if hf.get("activation_function", "gelu_new") not in ("gelu_new", "gelu_pytorch_tanh"):
             raise ValueError(f"{config_path}: activation_function {hf['activation_function']!r} is not GPT-2's gelu_new")
+        missing = [k for k in ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd") if not isinstance(hf.get(k), int)]
+        if missing:
+            raise ValueError(f"{config_path}: no integer {missing[0]!r}; a GPT-2 config needs n_positions, vocab_size, "
+                             f"n_layer, n_head and n_embd")
         config = GPTConfig(block_size=hf["n_positions"], vocab_size=hf["vocab_size"], n_layer=hf["n_layer"],
                            n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout, bias=True)
         model = cls(config)

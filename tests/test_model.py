@@ -150,6 +150,10 @@ def test_bad_inputs_give_clear_errors(tmp_path, hf_and_ours):
     (bad / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes())
     with pytest.raises(ValueError, match=r"key 'wte.weight' has shape \(101, 32\), the model expects \(120, 32\)"):
         GPT.from_pretrained(str(bad))
+    del config["n_head"]  # a config.json without a size it needs: the file and the key, not a KeyError
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"bad/config.json: no integer 'n_head'; a GPT-2 config needs"):
+        GPT.from_pretrained(str(bad))
     wrong = GPT(GPTConfig(block_size=64, vocab_size=101, n_layer=2, n_head=4, n_embd=32))
     sd = dict(hf_tiny_model().state_dict())
     del sd["transformer.h.1.mlp.c_fc.bias"]
