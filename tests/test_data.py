@@ -14,13 +14,13 @@ import pytest
 from data.formats import (DataError, format_prompt, format_response, load_prefs, load_prompts, load_sft,
                           read_jsonl, split_hh)
 from data.toy import judge, world
-from data.toy.prepare import EVAL_PER_KIND, PREF_LABEL_NOISE, REJECTED_MIX
+from data.toy.prepare import EVAL_PER_KIND, PREF_LABEL_NOISE, REJECTED_MIX, TUNE_PER_KIND
 from tokenizer import CharTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 TOY_FILES = ("sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl",
-             "rl_prompts.jsonl", "eval_prompts.jsonl", "jailbreak_prompts.jsonl", "vocab.json")
+             "rl_prompts.jsonl", "eval_prompts.jsonl", "jailbreak_prompts.jsonl", "tune_prompts.jsonl", "vocab.json")
 TRAINING_FILES = ("sft_train.jsonl", "sft_val.jsonl", "prefs_train.jsonl", "prefs_val.jsonl", "rl_prompts.jsonl")
 
 
@@ -45,6 +45,32 @@ def test_toy_prepare_is_deterministic(toy, tmp_path):
         assert (tmp_path / name).read_bytes() == (toy / name).read_bytes(), name
     run_module("data.toy.prepare", "--out_dir", str(tmp_path), "--seed", "7")
     assert (tmp_path / "sft_train.jsonl").read_bytes() != (toy / "sft_train.jsonl").read_bytes()
+
+
+def test_tune_prompts_are_training_prompts_of_distinct_cells_never_eval_prompts(toy):
+    """scripts/grpo_select.sh chooses a setting by the gold score on these: they must never be the evaluation
+    prompts (whose table reports the choice), and each asks a different cell, so a cell never counts twice."""
+    tune = load_prompts(toy / "tune_prompts.jsonl")
+    prompts = [r["prompt"] for r in tune]
+    assert set(prompts) <= {r["prompt"] for r in read_jsonl(toy / "rl_prompts.jsonl")}
+    assert not set(prompts) & {r["prompt"] for r in read_jsonl(toy / "eval_prompts.jsonl")}
+    cells = [world.PROMPTS[p][2] for p in prompts]
+    assert len(set(cells)) == len(cells)
+    for kind in world.KINDS:
+        assert [r["kind"] for r in tune].count(kind) == TUNE_PER_KIND
+    assert all(r["kind"] == world.parse_prompt(r["prompt"])[0] for r in tune)
+
+
+def test_tune_prompts_leave_every_other_file_as_it_was(toy, tmp_path, monkeypatch):
+    """tune_prompts.jsonl draws from its own random stream: without it every other file is byte for byte the same
+    (so the demo's tables did not move when it was added)."""
+    from data.toy import prepare
+    monkeypatch.setattr(prepare, "tuning_prompts", lambda *args, **kwargs: [])
+    monkeypatch.setattr(sys, "argv", ["prepare", "--out_dir", str(tmp_path), "--seed", "1337"])
+    prepare.main()
+    for name in TOY_FILES:
+        if name != "tune_prompts.jsonl":
+            assert (tmp_path / name).read_bytes() == (toy / name).read_bytes(), name
 
 
 def test_eval_prompts_disjoint_from_training(toy):

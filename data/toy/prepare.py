@@ -15,6 +15,9 @@ Writes the toy assistant world's data files (seconds, no network):
                                         disjoint from every prompt in the files above
     jailbreak_prompts.jsonl             {"prompt", "kind", "wrapper"}: the held-out topic and harmful requests
                                         inside adversarial wrappers (world.JAILBREAK_WRAPPERS), evaluation only
+    tune_prompts.jsonl                  {"prompt", "kind"}: TUNE_PER_KIND training prompts per kind (one wording
+                                        of each of that many training cells), for choosing a setting by its
+                                        gold score without looking at eval_prompts (not held out from training)
     vocab.json                          the CharTokenizer over every text the world can produce
 
 Each kind is a quarter of every file. SFT, preference and RL prompts are drawn from the same
@@ -36,6 +39,11 @@ from tokenizer import CharTokenizer
 N_SFT_TRAIN, N_SFT_VAL = 8000, 200
 N_PREFS_TRAIN, N_PREFS_VAL = 8000, 1000
 EVAL_PER_KIND = 60
+# Tuning prompts are training prompts: 60 more held-out cells per kind would leave topic 40 of its 160 cells (4 per
+# activity, split_prompts' minimum) to learn from, and change every table. They answer "which setting trains
+# better here?", not "how well does it generalise?", and keep every choice of a setting away from the evaluation
+# prompts whose table reports it.
+TUNE_PER_KIND = 60
 JAILBREAK_PER_REQUEST = 2  # wrappers around each held-out topic and harmful request (~230 jailbreak prompts)
 # the fraction of preference pairs (of each kind) whose labels are swapped: the noise of human raters.
 # Measured on the reward model of config/reward_toy.py, agreement with the gold ranking of held-out pairs:
@@ -125,6 +133,20 @@ def preference_pairs(prompts_by_kind, n, rng):
     return out
 
 
+def tuning_prompts(train_prompts, n_per_kind, seed):
+    """n_per_kind training cells of each kind, one random wording each, as {"prompt", "kind"} records; its own
+    random stream, so every other file is the same with or without it."""
+    rng = random.Random(seed)
+    cells = {}  # cell -> its training wordings, in the order train_prompts lists them
+    for p in train_prompts:
+        cells.setdefault(world.PROMPTS[p][2], []).append(p)
+    out = []
+    for kind in world.KINDS:
+        kind_cells = [c for c in cells if world.CELLS[c][0] == kind]
+        out += [{"prompt": rng.choice(cells[c]), "kind": kind} for c in rng.sample(kind_cells, n_per_kind)]
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", default=os.path.dirname(os.path.abspath(__file__)))
@@ -148,6 +170,7 @@ def main():
         "eval_prompts.jsonl": [{"prompt": p, "kind": world.parse_prompt(p)[0]} for p in eval_prompts],
         # its own random stream: the files above are the same with or without it
         "jailbreak_prompts.jsonl": world.jailbreak_prompts(eval_prompts, JAILBREAK_PER_REQUEST, seed=args.seed + 1),
+        "tune_prompts.jsonl": tuning_prompts(train_prompts, TUNE_PER_KIND, seed=args.seed + 2),
     }
     for name, records in files.items():
         write_jsonl(os.path.join(args.out_dir, name), records)
