@@ -523,6 +523,8 @@ def main():
         if "base" in dict(checkpoints):
             raise ValueError("--checkpoints: the name 'base' is the --base row's; name that checkpoint otherwise")
         checkpoints = [("base", config.base)] + checkpoints
+    if config.bon and any(name.startswith("bon_") for name, _ in checkpoints):
+        raise ValueError("--checkpoints: names bon_N are --bon's rows; name that checkpoint otherwise")
     def key_of(name):  # the setting that named a model, and the stages its checkpoint may come from
         return ("base", None) if config.base and name == "base" else ("checkpoints", POLICY_STAGES)
     specs = [("reward_dir", config.reward_dir, rm_tok)] + ([("judge_reward_dir", config.judge_reward_dir, judge_tok)]

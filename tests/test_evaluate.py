@@ -124,6 +124,10 @@ def test_bon_rows_on_the_frontier(hh_like, tmp_path):
     # the same 4 samples per prompt, in disjoint groups: the mean of each group's best never falls as N grows
     assert rows["bon_1"]["rm_score"] <= rows["bon_2"]["rm_score"] <= rows["bon_4"]["rm_score"]
     assert "| bon_4 |" in (tmp_path / "eval" / "table.md").read_text()
+    # a checkpoint named like a best-of-N row would be replaced by it: refused, one line, nothing written
+    clash = run_evaluate(hh_like, tmp_path / "clash", bon="1,2", checkpoints=f"sft:{hh_like / 'sft'},bon_2:{hh_like / 'policy'}")
+    assert clash.returncode != 0 and "names bon_N are --bon's rows" in clash.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "clash").exists()
 
 
 # -----------------------------------------------------------------------------
