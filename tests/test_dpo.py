@@ -126,6 +126,27 @@ def test_loss_falls_on_a_fixed_batch():
     assert losses[0] == pytest.approx(math.log(2), abs=1e-6) and losses[-1] < losses[0] - 0.05
 
 
+def test_reference_logps_of_the_needed_pairs_only_equal_the_full_pass_and_leave_nan_elsewhere():
+    """dpo.main computes the reference log-probs of the pairs its steps will draw only; those must be the
+    values a pass over every pair gives (here each pair's two sequences by hand), and every other row NaN,
+    so that a pair read by mistake stops the run (check_finite) instead of training on a zero."""
+    from runtime import setup_runtime
+    torch.manual_seed(0)
+    ref = GPT(GPTConfig(block_size=16, vocab_size=10, n_layer=1, n_head=2, n_embd=16)).eval()
+    pairs = dpo.pair_examples([([3, 4], [5, 6], [7]), ([3], [8, 8, 8], [5]), ([4, 4, 4], [6], [7, 7]),
+                               ([5], [6, 7], [8])], eot_id=1)
+    rt = setup_runtime("cpu", "float32", 0)
+    full = dpo.reference_logps(ref, pairs, 0, rt, batch_size=3)
+    some = dpo.reference_logps(ref, pairs, 0, rt, batch_size=3, needed={3, 1})
+    with torch.no_grad():
+        for i, (chosen, rejected) in enumerate(pairs):  # each sequence alone, no padding
+            for j, example in enumerate((chosen, rejected)):
+                x, y = collate([example], pad_id=0, device="cpu")
+                assert full[i, j].item() == pytest.approx(sequence_logps(ref(x)[0], y).item(), abs=1e-5)
+    assert torch.allclose(some[[1, 3]], full[[1, 3]], atol=1e-6)
+    assert some[[0, 2]].isnan().all()
+
+
 @pytest.fixture(scope="module")
 def tiny_sft(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_dpo")
