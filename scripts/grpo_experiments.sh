@@ -8,7 +8,8 @@
 #    ceiling most groups of 4 are all right, equal rewards, no signal (grpo/equal_reward_groups);
 #  - the rule and the reward model together (`model+verifier`): the rule on the math prompts, the model elsewhere;
 #  - groups of 8 on 8 prompts (the same 64 responses per iteration) against the demo's 4 on 16;
-#  - the KL regulariser: PPO's coefficient (0.3) as k3 in the loss, and in the reward as PPO applies it;
+#  - the KL regulariser: config/grpo_toy.py applies it as PPO does (beta 0.3, a penalty in the reward); here as
+#    GRPO's k3 in the loss instead, at the same beta and at 0.1 (this config's setting before scripts/grpo_select.sh);
 #  - advantage estimators on the same budget (config/grpo_toy.py's prompts, groups, iterations, learning rate):
 #    GRPO (the demo's run), Dr. GRPO, RLOO, each with GRPO's per-response loss aggregation;
 #  - loss aggregation with GRPO's advantages: per response (the demo's run), per token (DAPO), over a
@@ -32,14 +33,14 @@ grpo grpo_math_120 --reward=verifier --prompt_kinds=math --max_iters=120
 grpo grpo_math_g8 --reward=verifier --prompt_kinds=math --group_size=8 --minibatch_size=32
 grpo grpo_model_verifier --reward=model+verifier
 grpo grpo_g8 --group_size=8 --prompts_per_iter=8
-grpo grpo_kl_loss --kl_coef=0.3
-grpo grpo_kl_reward --kl_in=reward --kl_coef=0.3
+grpo grpo_kl_loss --kl_in=loss --kl_coef=0.3
+grpo grpo_kl_loss_0.1 --kl_in=loss --kl_coef=0.1
 grpo dr_grpo --advantage=dr_grpo
 grpo rloo --advantage=rloo
 grpo grpo_dapo_agg --loss_agg=dapo
 grpo grpo_dr_agg --loss_agg=dr_grpo
 stage "evaluation"
-"$PY" evaluate.py --checkpoints="sft:$DEMO/sft,ppo:$DEMO/ppo,grpo:$DEMO/grpo,grpo_math:$OUT/grpo_math,grpo_math_120:$OUT/grpo_math_120,grpo_math_g8:$OUT/grpo_math_g8,grpo_model_verifier:$OUT/grpo_model_verifier,grpo_g8:$OUT/grpo_g8,grpo_kl_loss:$OUT/grpo_kl_loss,grpo_kl_reward:$OUT/grpo_kl_reward,dr_grpo:$OUT/dr_grpo,rloo:$OUT/rloo,grpo_dapo_agg:$OUT/grpo_dapo_agg,grpo_dr_agg:$OUT/grpo_dr_agg" \
+"$PY" evaluate.py --checkpoints="sft:$DEMO/sft,ppo:$DEMO/ppo,grpo:$DEMO/grpo,grpo_math:$OUT/grpo_math,grpo_math_120:$OUT/grpo_math_120,grpo_math_g8:$OUT/grpo_math_g8,grpo_model_verifier:$OUT/grpo_model_verifier,grpo_g8:$OUT/grpo_g8,grpo_kl_loss:$OUT/grpo_kl_loss,grpo_kl_loss_0.1:$OUT/grpo_kl_loss_0.1,dr_grpo:$OUT/dr_grpo,rloo:$OUT/rloo,grpo_dapo_agg:$OUT/grpo_dapo_agg,grpo_dr_agg:$OUT/grpo_dr_agg" \
   --runs="grpo:$DEMO/grpo,dr_grpo:$OUT/dr_grpo,rloo:$OUT/rloo,grpo_dapo_agg:$OUT/grpo_dapo_agg,grpo_dr_agg:$OUT/grpo_dr_agg" \
   --curves="response/length,env/reward_mean,objective/kl" --reference="$DEMO/sft" --reward_dir="$DEMO/reward" \
   --eval_prompts="$DATA/eval_prompts.jsonl" --demos="$DATA/sft_val.jsonl" --out_dir="$OUT"
