@@ -10,7 +10,9 @@ One iteration:
      temperature tau (ppo.rollout: KV cache, log pi under tau, the frozen reference's log-probs);
   2. rewards: one number R_i per response -- the normalised reward model's score at its end-of-text
      (reward='model'), a rule's verdict (reward='verifier'), or the rule where it applies and the reward
-     model elsewhere ('model+verifier'); with kl_in='reward', minus beta * the response's sampled KL;
+     model elsewhere ('model+verifier'); with kl_in='reward', minus beta * the response's sampled KL.
+     unverified='zero' lets reward='verifier' sample prompts the rule cannot check: they get R_i = 0, so
+     only the KL term acts on them, holding the behaviour the rule says nothing about at the reference;
   3. advantages within each group, no value model: GRPO (R_i - mean) / (std + eps), Dr. GRPO R_i - mean,
      RLOO R_i - mean of the other G - 1; every token of a response gets its response's advantage;
   4. mu (grpo_epochs) passes over shuffled minibatches of PPO's clipped surrogate (clip range
@@ -22,6 +24,8 @@ advantages -- three models are held (policy, reference, reward model), two with 
 Run (toy world on CPU, after sft.py and reward.py; a few minutes):
     python grpo.py --config config/grpo_toy.py
     python grpo.py --config config/grpo_toy.py --reward=verifier --prompt_kinds=math --out_dir=out/toy/grpo_math
+    python grpo.py --config config/grpo_toy.py --reward=verifier --unverified=zero --prompts_per_iter=64 \
+        --minibatch_size=64 --out_dir=out/toy/grpo_math_anchor   # every kind sampled, the rule on the sums only
     python grpo.py --config config/grpo_toy.py --advantage=dr_grpo --loss_agg=dr_grpo --out_dir=out/toy/dr_grpo
     python grpo.py --config config/grpo_toy.py --resume=True        # continue a stopped run from its checkpoint
 GPT-2-small on HH-RLHF (one GPU), or several with torchrun (each rank samples whole groups of its prompts):
@@ -50,7 +54,7 @@ from dataclasses import dataclass
 import torch
 
 from checkpoint import load_checkpoint, load_model, load_reward_model, prepare_out_dir, restore_training_state, save_checkpoint
-from configurator import above, at_least, between, one_of, parse_config, run_cli, stop_if_signalled
+from configurator import ConfigError, above, at_least, between, one_of, parse_config, run_cli, stop_if_signalled
 from data.batches import tokenize_prompts
 from data.formats import DataError, load_prompts, where_is
 from data.toy import verifier as toy_verifier
@@ -75,6 +79,7 @@ class GRPOConfig:
     # reward
     reward: str = "model"  # 'model' (the reward model), 'verifier' (a rule), 'model+verifier' (the rule where it applies)
     verifier: str = "toy_math"  # the rule, a key of VERIFIERS
+    unverified: str = "error"  # reward='verifier' on a prompt the rule cannot check: 'error', or 'zero' (R = 0 there)
     missing_eos_penalty: float = 1.0  # subtracted from the reward model's score of a response with no end-of-text
     # data
     prompts: str = "data/hh_rlhf/rl_prompts.jsonl"  # JSONL {"prompt"} for rollouts
@@ -123,27 +128,42 @@ VERIFIERS = {"toy_math": toy_verifier.math_reward}
 
 # the meaningful ranges of GRPO's own settings (the shared ones are in configurator.RANGES)
 RANGES = {"reward": one_of("model", "verifier", "model+verifier"), "verifier": one_of(*VERIFIERS),
+          "unverified": one_of("error", "zero"),
           "missing_eos_penalty": at_least(0), "prompts_per_iter": at_least(1), "group_size": at_least(2),
           "temperature": above(0), "advantage": one_of("grpo", "dr_grpo", "rloo"), "adv_eps": above(0),
           "loss_agg": one_of("grpo", "dapo", "dr_grpo"), "kl_coef": at_least(0), "kl_in": one_of("loss", "reward"),
           "clip_low": between(0, 1), "clip_high": above(0), "grpo_epochs": at_least(1)}
 
 
+def check_reward_settings(config):
+    """Settings that mean nothing (or undo each other) for the chosen reward are an error, not silently ignored."""
+    if config.unverified == "zero" and config.reward != "verifier":
+        raise ConfigError(f"unverified = 'zero': what the rule cannot check is scored by the reward model under "
+                          f"reward={config.reward!r}; it applies to reward='verifier' only")
+    if config.unverified == "zero" and config.kl_in == "loss" and config.drop_equal_groups:
+        raise ConfigError("unverified = 'zero' with kl_in = 'loss' and drop_equal_groups: every group the rule cannot "
+                          "check has equal rewards (0) and would be dropped, its KL term with it")
+
+
 # -----------------------------------------------------------------------------
 # learning logic: small pure functions that tests and the notebooks call
 
-def response_rewards(mode, rm_scores, verdicts, device):
+def response_rewards(mode, rm_scores, verdicts, device, unverified="error"):
     """R_i, one reward per response (B,). rm_scores: (B,) the reward model's normalised scores (minus the
     missing end-of-text penalty), or None without a reward model; verdicts: the rule's 1.0 / 0.0 per response,
     None where it does not apply (or None for all, without a rule).
         'model'           R_i = rm_score_i
-        'verifier'        R_i = verdict_i
+        'verifier'        R_i = verdict_i; where the rule does not apply an error, or with unverified='zero'
+                          R_i = 0: the group's rewards are equal, so only the KL term moves it (kl_in='loss':
+                          k3 alone; kl_in='reward': R_i = -beta * KL_i, the group's advantages rank by KL)
         'model+verifier'  R_i = verdict_i where the rule applies, rm_score_i elsewhere
     Within a group every response answers the same prompt, so a group is scored by one source only."""
     if mode == "model":
         return rm_scores
     rule = torch.tensor([float("nan") if v is None else v for v in verdicts], device=device)  # (B,) nan: no verdict
     if mode == "verifier":
+        if unverified == "zero":
+            return torch.nan_to_num(rule, nan=0.0)
         if rule.isnan().any():
             raise ValueError("reward='verifier': the rule does not apply to some prompts")
         return rule
@@ -286,11 +306,14 @@ def training_prompts(config, tok, block_size):
             raise DataError(f"{config.prompts}: no prompt of kind {config.prompt_kinds}")
     if config.reward == "verifier":
         rule = VERIFIERS[config.verifier]
-        for i, r in enumerate(records):
-            if rule(r["prompt"], "") is None:
-                raise DataError(f"{where_is(config.prompts, r, i)}: the verifier {config.verifier!r} does not apply to "
-                                f"this prompt; with reward='verifier' every prompt needs it (filter with --prompt_kinds, "
-                                f"or use --reward=model+verifier)")
+        checkable = [rule(r["prompt"], "") is not None for r in records]
+        if config.unverified == "error" and not all(checkable):
+            i = checkable.index(False)
+            raise DataError(f"{where_is(config.prompts, records[i], i)}: the verifier {config.verifier!r} does not apply to "
+                            f"this prompt; with reward='verifier' every prompt needs it (filter with --prompt_kinds, "
+                            f"use --unverified=zero, or --reward=model+verifier)")
+        if not any(checkable):
+            raise DataError(f"{config.prompts}: the verifier {config.verifier!r} applies to none of these prompts")
     return tokenize_prompts(records, tok, block_size, config.max_new_tokens, config.prompts, config.skip_long)
 
 
@@ -298,6 +321,7 @@ def training_prompts(config, tok, block_size):
 
 def main():
     config = parse_config(GRPOConfig, ranges=RANGES)
+    check_reward_settings(config)
     rt = setup_runtime(config.device, config.dtype, config.seed)
     uses_model, uses_rule = config.reward != "verifier", config.reward != "model"
 
@@ -367,7 +391,7 @@ def main():
 
         # 2. rewards: one number per response; the sampled KL per response, log pi - log pi_ref summed
         verdicts = [rule(prompt_records[i]["prompt"], text, ended) for i, (text, ended) in zip(ids, responses)] if rule else None
-        rewards = response_rewards(config.reward, batch.get("scores"), verdicts, rt.device)  # (B,)
+        rewards = response_rewards(config.reward, batch.get("scores"), verdicts, rt.device, config.unverified)  # (B,)
         kl = ((batch["logp"] - batch["ref_logp"]) * mask).sum(dim=1)  # (B,)
         if config.kl_in == "reward":  # R_i - beta * sum_t kl_t: PPO's per-token penalty, summed over the response
             rewards = rewards - config.kl_coef * kl

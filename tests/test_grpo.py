@@ -130,6 +130,8 @@ def test_response_rewards_modes():
     assert response_rewards("verifier", None, [1.0, 0.0], "cpu").tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="does not apply"):
         response_rewards("verifier", None, verdicts, "cpu")
+    # unverified='zero': what the rule cannot check scores 0 (its group's rewards are equal: only the KL term acts)
+    assert response_rewards("verifier", None, verdicts, "cpu", unverified="zero").tolist() == [1.0, 0.0, 0.0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -302,6 +304,27 @@ def test_verifier_on_prompts_it_does_not_apply_to_is_one_clear_line(toy_dirs, tm
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "rl_prompts.jsonl:" in result.stderr
     assert "does not apply" in result.stderr and not (tmp_path / "bad").exists()
+
+
+def test_verifier_with_unverified_zero_trains_on_every_kind(toy_dirs, tmp_path):
+    """--unverified=zero: every kind is sampled, the rule scores the sums only (env/verifier_correct is over those)."""
+    result = run_stage("grpo.py", grpo_args(toy_dirs, tmp_path / "anchor", reward="verifier", unverified="zero",
+                                            reward_dir=tmp_path / "no_such_dir", prompts_per_iter=8))
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line) for line in open(tmp_path / "anchor" / "metrics.jsonl")]
+    assert "env/verifier_correct" in records[1] and "env/reward_mean" not in records[1]
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (dict(unverified="zero"), "unverified = 'zero': what the rule cannot check is scored by the reward model"),
+    (dict(reward="verifier", unverified="zero", kl_in="loss", drop_equal_groups=True),
+     "every group the rule cannot check has equal rewards (0) and would be dropped"),
+    (dict(reward="verifier", unverified="zero", prompt_kinds="topic"), "applies to none of these prompts"),
+])
+def test_unverified_settings_that_mean_nothing_are_one_clear_line(toy_dirs, tmp_path, overrides, expected):
+    result = run_stage("grpo.py", grpo_args(toy_dirs, tmp_path / "bad", **overrides))
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0, result.stderr
+    assert expected in result.stderr and not (tmp_path / "bad").exists()
 
 
 def test_ddp_smoke_run_with_two_gloo_processes(toy_dirs, tmp_path):
