@@ -140,6 +140,9 @@ def check_reward_settings(config):
     if config.unverified == "zero" and config.reward != "verifier":
         raise ConfigError(f"unverified = 'zero': what the rule cannot check is scored by the reward model under "
                           f"reward={config.reward!r}; it applies to reward='verifier' only")
+    if config.unverified == "zero" and config.kl_coef == 0:
+        raise ConfigError("unverified = 'zero' with kl_coef = 0: nothing would act on the prompts the rule cannot "
+                          "check (reward 0, no KL term); filter them with --prompt_kinds instead")
     if config.unverified == "zero" and config.kl_in == "loss" and config.drop_equal_groups:
         raise ConfigError("unverified = 'zero' with kl_in = 'loss' and drop_equal_groups: every group the rule cannot "
                           "check has equal rewards (0) and would be dropped, its KL term with it")

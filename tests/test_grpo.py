@@ -320,6 +320,7 @@ def test_verifier_with_unverified_zero_trains_on_every_kind(toy_dirs, tmp_path):
     (dict(reward="verifier", unverified="zero", kl_in="loss", drop_equal_groups=True),
      "every group the rule cannot check has equal rewards (0) and would be dropped"),
     (dict(reward="verifier", unverified="zero", prompt_kinds="topic"), "applies to none of these prompts"),
+    (dict(reward="verifier", unverified="zero", kl_coef=0), "nothing would act on the prompts the rule cannot check"),
 ])
 def test_unverified_settings_that_mean_nothing_are_one_clear_line(toy_dirs, tmp_path, overrides, expected):
     result = run_stage("grpo.py", grpo_args(toy_dirs, tmp_path / "bad", **overrides))
