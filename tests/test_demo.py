@@ -4,6 +4,7 @@ end offline and writes the table, results.json and the plots; it never writes in
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -43,11 +44,39 @@ def test_quick_demo_writes_table_results_and_plots(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["scripts/experiments.sh", "scripts/grpo_experiments.sh", "scripts/direct_experiments.sh",
-                                    "scripts/direct_sweep.sh", "scripts/grpo_select.sh"])
+                                    "scripts/direct_sweep.sh", "scripts/grpo_select.sh",
+                                    "scripts/grpo_verifier_select.sh"])
 def test_experiments_scripts_need_a_finished_demo(tmp_path, script):
     result = run_script(script, str(tmp_path / "nothing"))
     assert result.returncode == 2
     assert "must be a finished run of scripts/demo.sh" in result.stderr
+
+
+def write_evals(run_dir, rows):
+    """A grpo.py run's metrics.jsonl with only its periodic gold evaluations: rows = {iteration: {kind: rate}}."""
+    run_dir.mkdir(parents=True)
+    lines = [{"step": it, "eval/gold_score": 0.0, **{f"eval/{k}": v for k, v in rates.items()}} for it, rates in rows.items()]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+
+def test_verifier_select_rule_keeps_the_other_kinds_within_0_05(tmp_path):
+    """scripts/grpo_verifier_select.py: a (candidate, iteration) whose other kinds drift by 0.05 or more on average
+    is never chosen, however high its math_correct; among the rest the highest math_correct, ties to fewer
+    iterations. Hand-made: on both seeds a@30 drifts topic_correct by exactly +0.06, a@60 by +0.04 (kept); b@30 and
+    b@60 tie on math_correct 0.90 within the limit, below a@60's 0.93."""
+    base = {"math_correct": 0.70, "harmful_refusal": 0.60, "over_refusal": 0.05, "topic_correct": 0.66, "unanswerable_idk": 0.75}
+    for seed in ("seed_1", "seed_2"):
+        write_evals(tmp_path / seed / "a", {0: base, 30: {**base, "math_correct": 0.99, "topic_correct": 0.72},
+                                            60: {**base, "math_correct": 0.93, "topic_correct": 0.70}})
+        write_evals(tmp_path / seed / "b", {0: base, 30: {**base, "math_correct": 0.90}, 60: {**base, "math_correct": 0.90}})
+    result = subprocess.run([sys.executable, "scripts/grpo_verifier_select.py", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "choice.txt").read_text() == "a 60\n"
+    assert "Chosen: a@60" in result.stdout and "misses the issue's 0.95" in result.stdout
+    for seed in ("seed_1", "seed_2"):  # without a@60, the tie between b@30 and b@60 goes to fewer iterations
+        (tmp_path / seed / "a" / "metrics.jsonl").unlink()
+    subprocess.run([sys.executable, "scripts/grpo_verifier_select.py", str(tmp_path)], cwd=ROOT, check=True, capture_output=True)
+    assert (tmp_path / "choice.txt").read_text() == "b 30\n"
 
 
 def test_gpu_check_runs_on_cpu_at_tiny_sizes(tmp_path):
