@@ -350,9 +350,12 @@ def seeds_tables(agg, columns, diff_columns, n_seeds, baseline="sft"):
 
 
 def seeds_table_md(agg, n_seeds):
-    """table.md of --aggregate: the SEEDS_COLUMNS and SEEDS_DIFF_COLUMNS the models have."""
+    """table.md of --aggregate: the SEEDS_COLUMNS and SEEDS_DIFF_COLUMNS the models have, or the columns an
+    aggregate written elsewhere names ("columns", "diff_columns": scripts/grpo_verifier_select.py)."""
     first = next(iter(agg["models"].values()))
-    return seeds_tables(agg, [c for c in SEEDS_COLUMNS if c in first], [c for c in SEEDS_DIFF_COLUMNS if c in first], n_seeds)
+    columns = agg.get("columns") or [c for c in SEEDS_COLUMNS if c in first]
+    diff_columns = agg.get("diff_columns") or [c for c in SEEDS_DIFF_COLUMNS if c in first]
+    return seeds_tables(agg, columns, diff_columns, n_seeds)
 
 
 def aggregate_main(config):

@@ -5,22 +5,26 @@ first run: among the (candidate, iteration) whose every other kind moved by less
 highest mean math_correct; ties go to fewer iterations.
 
     python scripts/grpo_verifier_select.py OUT_DIR    # reads OUT_DIR/seed_*/CANDIDATE/metrics.jsonl
-        -> OUT_DIR/table.md, OUT_DIR/choice.txt ("CANDIDATE ITERATIONS"), the table and the choice on the console
+        -> OUT_DIR/table.md, OUT_DIR/results.json (the aggregate, its columns and the choice, from which
+           evaluate.seeds_table_md renders table.md again), OUT_DIR/choice.txt ("CANDIDATE ITERATIONS"); the table
+           and the choice on the console
 """
 
 import glob
+import json
 import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from atomic_io import atomic_write_text  # noqa: E402  (the repository root is on the path only now)
-from evaluate import aggregate_seeds, read_evals, seeds_tables  # noqa: E402
+from evaluate import aggregate_seeds, read_evals, seeds_table_md  # noqa: E402
 
 TARGET = "math_correct"  # what the rule trains
 OTHER_KINDS = ("harmful_refusal", "over_refusal", "topic_correct", "unanswerable_idk")  # what it must leave alone
 MAX_DRIFT = 0.05  # issue 15: "every other kind's rate moves by less than 0.05"
-COLUMNS = ("gold_score", TARGET, *OTHER_KINDS, "well_formed", "kl")
+COLUMNS = ["gold_score", TARGET, *OTHER_KINDS, "well_formed", "kl"]
+DIFF_COLUMNS = [TARGET, *OTHER_KINDS, "well_formed"]
 
 
 def rows_by_seed(out_dir):
@@ -52,8 +56,8 @@ def choose(agg):
 
 def main(out_dir):
     results = rows_by_seed(out_dir)
-    agg = aggregate_seeds(results)
-    table = seeds_tables(agg, list(COLUMNS), [TARGET, *OTHER_KINDS, "well_formed"], len(results))
+    agg = {**aggregate_seeds(results, pair_columns=(TARGET,)), "seeds": sorted(results), "columns": COLUMNS, "diff_columns": DIFF_COLUMNS}
+    table = seeds_table_md(agg, len(results))
     choice = choose(agg)
     if choice is None:
         verdict = f"No candidate kept every other kind within {MAX_DRIFT} of SFT: nothing chosen."
@@ -63,7 +67,9 @@ def main(out_dir):
         verdict = (f"Chosen: {name} (every other kind within {MAX_DRIFT} of SFT; {TARGET} {math_correct:.2f}, which "
                    f"{reached} the issue's 0.95 on the tuning prompts).")
         atomic_write_text(os.path.join(out_dir, "choice.txt"), name.replace("@", " ") + "\n")
-    atomic_write_text(os.path.join(out_dir, "table.md"), table + "\n\n" + verdict + "\n")
+    agg["choice"] = verdict
+    atomic_write_text(os.path.join(out_dir, "results.json"), json.dumps(agg, indent=1) + "\n")
+    atomic_write_text(os.path.join(out_dir, "table.md"), table + "\n")
     print(table + "\n\n" + verdict)
     return 0 if choice else 1
 

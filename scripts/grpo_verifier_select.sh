@@ -12,7 +12,7 @@
 # from iteration 0, mean over seeds, the highest mean math_correct; ties go to fewer iterations.
 # Then the choice is measured once on the evaluation prompts: the same run for seed 1337, stopped at the chosen
 # iteration (the same trajectory: nothing before it depends on max_iters), and evaluate.py at 16 samples per prompt
-# beside SFT -> OUT/final/table.md.
+# beside SFT -> OUT/final/eval/table.md.
 # Usage: bash scripts/grpo_verifier_select.sh DEMO_DIR [OUT_DIR]   (default OUT_DIR: DEMO_DIR/grpo_verifier_select;
 # never overwrites). About 40 minutes on 2 cores; SEEDS="1337 1338 1339" by default.
 set -euo pipefail
