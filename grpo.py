@@ -24,8 +24,7 @@ advantages -- three models are held (policy, reference, reward model), two with 
 Run (toy world on CPU, after sft.py and reward.py; a few minutes):
     python grpo.py --config config/grpo_toy.py
     python grpo.py --config config/grpo_toy.py --reward=verifier --prompt_kinds=math --out_dir=out/toy/grpo_math
-    python grpo.py --config config/grpo_toy.py --reward=verifier --unverified=zero --prompts_per_iter=64 \
-        --minibatch_size=64 --out_dir=out/toy/grpo_math_anchor   # every kind sampled, the rule on the sums only
+    python grpo.py --config config/grpo_verifier_toy.py   # every kind sampled, the rule on the sums only (~6 min)
     python grpo.py --config config/grpo_toy.py --advantage=dr_grpo --loss_agg=dr_grpo --out_dir=out/toy/dr_grpo
     python grpo.py --config config/grpo_toy.py --resume=True        # continue a stopped run from its checkpoint
 GPT-2-small on HH-RLHF (one GPU), or several with torchrun (each rank samples whole groups of its prompts):

@@ -299,6 +299,16 @@ def test_smoke_run_with_the_verifier_on_math_prompts_loads_no_reward_model(toy_d
     assert "eval/rm_score" not in records[0]
 
 
+def test_smoke_run_of_the_verifier_config_loads_no_reward_model(toy_dirs, tmp_path):
+    """config/grpo_verifier_toy.py at a few steps' size: every kind sampled, the rule scoring the sums."""
+    args = grpo_args(toy_dirs, tmp_path / "verifier", reward_dir=tmp_path / "no_such_dir")
+    args[0] = f"--config={os.path.join(ROOT, 'config', 'grpo_verifier_toy.py')}"
+    result = run_stage("grpo.py", args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line) for line in open(tmp_path / "verifier" / "metrics.jsonl")]
+    assert "env/verifier_correct" in records[1] and "eval/rm_score" not in records[0]
+
+
 def test_verifier_on_prompts_it_does_not_apply_to_is_one_clear_line(toy_dirs, tmp_path):
     result = run_stage("grpo.py", grpo_args(toy_dirs, tmp_path / "bad", reward="verifier"))
     assert result.returncode != 0
