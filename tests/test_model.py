@@ -80,7 +80,8 @@ def test_greedy_generation_matches_hf_generate(hf_and_ours):
     torch.manual_seed(5)
     unpadded = torch.randint(1, TINY["vocab_size"], (3, 6))
     idx, mask = left_pad([torch.randint(1, TINY["vocab_size"], (n,)) for n in (9, 4, 13)], pad_id=0)
-    for prompts, attention_mask in ((unpadded, torch.ones_like(unpadded)), (idx, mask)):
+    one = unpadded[:1]  # one prompt on the CPU: decoded with the widening weights stored (in, out)
+    for prompts, attention_mask in ((unpadded, torch.ones_like(unpadded)), (idx, mask), (one, torch.ones_like(one))):
         ref = hf.generate(prompts, attention_mask=attention_mask, max_new_tokens=20, do_sample=False,
                           eos_token_id=None, pad_token_id=0)
         out = ours.generate(prompts, 20, temperature=0, attention_mask=attention_mask)
@@ -250,6 +251,43 @@ def test_generated_tensors_are_ordinary_tensors(tiny_model):
     token_logprobs(logits[:, :-1], out[:, 1:]).sum().backward()
     out[:, -1] = 0
     logprobs += 1
+
+
+def test_batch_one_decoding_gives_the_weights_back(tiny_model):
+    # at one prompt on the CPU generate() runs inside widening_weights_stored_in_out, which swaps the storage of the
+    # widening weights for a transposed copy: the same values, still tied, and afterwards the model's own tensors
+    # again -- after an error too
+    params = dict(tiny_model.named_parameters())
+    before = {name: (p.data_ptr(), p.stride()) for name, p in params.items()}
+    values = {name: p.detach().clone() for name, p in params.items()}
+    head_values = tiny_model.lm_head.weight.detach().clone()
+    with tiny_model.widening_weights_stored_in_out(True):
+        head = tiny_model.lm_head.weight
+        assert head.shape == (50, 32) and head.t().is_contiguous() and torch.equal(head, head_values)
+        assert tiny_model.transformer.wte.weight is head
+        assert tiny_model.transformer.h[0].mlp.c_fc.weight.t().is_contiguous()
+        assert tiny_model.transformer.h[0].mlp.c_proj.weight.is_contiguous()  # narrowing (out < in): left alone
+    prompt = torch.randint(0, 50, (5,))
+    assert torch.equal(tiny_model.generate(prompt[None], 12, temperature=0)[0], greedy_without_cache(tiny_model, prompt, 12))
+    with pytest.raises(RuntimeError, match="stopped"):
+        with tiny_model.widening_weights_stored_in_out(True):
+            raise RuntimeError("stopped in the middle of a generation")
+    assert {name: (p.data_ptr(), p.stride()) for name, p in tiny_model.named_parameters()} == before
+    assert all(torch.equal(p, values[name]) for name, p in tiny_model.named_parameters())
+
+
+def test_sampling_without_the_logprob_draws_the_same_tokens():
+    # generate() skips the log-softmax unless return_logprobs: the tokens (and the random stream) must not change
+    from model import sample_next_token
+    logits = torch.randn(4, 30, generator=torch.Generator().manual_seed(1))
+    for temperature, top_k, top_p in ((0, None, None), (0.7, None, None), (1.0, 5, 0.9)):
+        torch.manual_seed(0)
+        with_logprob, logprob = sample_next_token(logits, temperature, top_k, top_p)
+        after_with = torch.rand(3)  # where the random stream stands after the draw
+        torch.manual_seed(0)
+        without, nothing = sample_next_token(logits, temperature, top_k, top_p, with_logprob=False)
+        assert torch.equal(with_logprob, without) and torch.equal(torch.rand(3), after_with)
+        assert nothing is None and logprob.shape == (4,)
 
 
 def test_token_logprobs_against_log_softmax():
