@@ -1,5 +1,5 @@
-# Sourced by the experiment scripts that build on a finished demo run (experiments.sh, grpo_experiments.sh,
-# direct_experiments.sh, direct_sweep.sh), after they set DEMO and OUT:
+# Sourced by the scripts that build on a finished demo run (experiments.sh, grpo_experiments.sh, grpo_select.sh,
+# grpo_verifier_select.sh, grpo_verifier_seeds.sh, direct_experiments.sh, direct_sweep.sh), after they set DEMO and OUT:
 #   from_demo SUBDIR...   each DEMO/SUBDIR must exist (else: not a finished demo), OUT must not (never overwrite);
 #                         then creates OUT, sets DATA=DEMO/data and starts the clock of stage()
 #   stage TEXT            a progress line with the seconds since from_demo

@@ -45,7 +45,7 @@ def test_quick_demo_writes_table_results_and_plots(tmp_path):
 
 @pytest.mark.parametrize("script", ["scripts/experiments.sh", "scripts/grpo_experiments.sh", "scripts/direct_experiments.sh",
                                     "scripts/direct_sweep.sh", "scripts/grpo_select.sh",
-                                    "scripts/grpo_verifier_select.sh"])
+                                    "scripts/grpo_verifier_select.sh", "scripts/grpo_verifier_seeds.sh"])
 def test_experiments_scripts_need_a_finished_demo(tmp_path, script):
     result = run_script(script, str(tmp_path / "nothing"))
     assert result.returncode == 2
