@@ -5,8 +5,8 @@ bench_model.py -- how fast is model.py on this CPU, measured against Hugging Fac
     python bench/bench_model.py --quick    # fewer rounds, 32 new tokens for GPT-2-small: a noisier check
     python bench/bench_model.py --profile  # instead: where one training step of ours spends its time
 
-The default run took 3 minutes on 2 quiet cores, and 12 to 20 minutes while other jobs shared them
-(greedy decoding of GPT-2-small without a cache is the slowest part).
+The default run took 3 minutes (Intel Xeon) to 5.4 (AMD EPYC) on 2 quiet cores, and 12 to 20 minutes while
+other jobs shared them (greedy decoding of GPT-2-small without a cache is the slowest part).
 
 What it measures, for two geometries -- GPT-2-small (GPTConfig() defaults, 124M parameters, random
 weights) and the tiny character-level model of the toy CPU configs (4 layers, 128 wide, vocab 64;

@@ -3,6 +3,7 @@
 #   from_demo SUBDIR...   each DEMO/SUBDIR must exist (else: not a finished demo), OUT must not (never overwrite);
 #                         then creates OUT, sets DATA=DEMO/data and starts the clock of stage()
 #   stage TEXT            a progress line with the seconds since from_demo
+#   read_seeds            seeds=(the words of $SEEDS, default 1337 1338 1339); fewer than two: an error, exit 2
 from_demo() {
   local d
   for d in "$@"; do
@@ -14,3 +15,7 @@ from_demo() {
   t0=$(date +%s)
 }
 stage() { echo; echo "=== [$(( $(date +%s) - t0 ))s] $*"; }
+read_seeds() {
+  read -r -a seeds <<< "${SEEDS:-1337 1338 1339}"
+  [ "${#seeds[@]}" -ge 2 ] || { echo "error: SEEDS needs two or more seeds (one seed has no spread)" >&2; exit 2; }
+}

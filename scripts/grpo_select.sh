@@ -17,9 +17,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/grpo_select.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/grpo_select}
-read -r -a seeds <<< "${SEEDS:-1337 1338 1339}"
-[ "${#seeds[@]}" -ge 2 ] || { echo "error: SEEDS needs two or more seeds (one seed has no spread)" >&2; exit 2; }
 source scripts/from_demo.sh
+read_seeds  # before from_demo: a bad SEEDS leaves OUT_DIR uncreated
 from_demo data sft reward ppo
 TUNE="$DATA/tune_prompts.jsonl"
 [ -e "$TUNE" ] || { echo "error: $TUNE not found: a demo from before tune_prompts.jsonl; run python -m data.toy.prepare --out_dir=$DATA" >&2; exit 2; }

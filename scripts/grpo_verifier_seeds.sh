@@ -13,9 +13,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DEMO=${1:?usage: bash scripts/grpo_verifier_seeds.sh DEMO_DIR [OUT_DIR]}
 OUT=${2:-$DEMO/grpo_verifier_seeds}
-read -r -a seeds <<< "${SEEDS:-1337 1338 1339}"
-[ "${#seeds[@]}" -ge 2 ] || { echo "error: SEEDS needs two or more seeds (one seed has no spread)" >&2; exit 2; }
 source scripts/from_demo.sh
+read_seeds  # before from_demo: a bad SEEDS leaves OUT_DIR uncreated
 from_demo data sft reward
 
 aggregate=()

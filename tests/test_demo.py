@@ -137,3 +137,11 @@ def test_seeds_driver_is_resumable(tmp_path):
 def test_seeds_driver_needs_two_seeds(tmp_path):
     result = run_script("scripts/seeds.sh", str(tmp_path / "s"), SEEDS="1")
     assert result.returncode == 2 and "SEEDS needs two or more seeds" in result.stderr
+
+
+@pytest.mark.parametrize("script", ["scripts/grpo_select.sh", "scripts/grpo_verifier_select.sh", "scripts/grpo_verifier_seeds.sh"])
+def test_seed_drivers_on_a_demo_need_two_seeds_and_touch_nothing(tmp_path, script):
+    out = tmp_path / "out"
+    result = run_script(script, str(tmp_path / "demo"), str(out), SEEDS="1")
+    assert result.returncode == 2 and "SEEDS needs two or more seeds" in result.stderr
+    assert not out.exists()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from model import GPT, GPTConfig, token_logprobs
+from model import GPT, GPTConfig, sample_next_token, token_logprobs
 
 transformers = pytest.importorskip("transformers")
 
@@ -278,7 +278,6 @@ def test_batch_one_decoding_gives_the_weights_back(tiny_model):
 
 def test_sampling_without_the_logprob_draws_the_same_tokens():
     # generate() skips the log-softmax unless return_logprobs: the tokens (and the random stream) must not change
-    from model import sample_next_token
     logits = torch.randn(4, 30, generator=torch.Generator().manual_seed(1))
     for temperature, top_k, top_p in ((0, None, None), (0.7, None, None), (1.0, 5, 0.9)):
         torch.manual_seed(0)
@@ -359,7 +358,6 @@ def test_filter_logits_keeps_the_reference_set(top_k, top_p):
 
 
 def test_top_p_zero_is_greedy_and_top_k_zero_is_off():
-    from model import sample_next_token
     torch.manual_seed(0)
     logits = torch.randn(64, 30)
     token, logprob = sample_next_token(logits, 1.0, None, 0.0)  # was "probability tensor contains inf/nan"
